@@ -1,0 +1,199 @@
+//! Field mapping: output columns taken from source paths in a record, through
+//! built-in transforms.
+
+use serde::{Deserialize, Deserializer};
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+/// A built-in transform, written in config as `"digits_only"`, `"uppercase"`,
+/// `"lowercase"`, `"trim"`, `"default:VALUE"` or `"truncate:N"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transform {
+    DigitsOnly,
+    Uppercase,
+    Lowercase,
+    Trim,
+    Default(String),
+    Truncate(usize),
+}
+
+impl Transform {
+    pub fn parse(s: &str) -> Result<Transform, String> {
+        let (name, arg) = match s.split_once(':') {
+            Some((n, a)) => (n, Some(a)),
+            None => (s, None),
+        };
+        match (name, arg) {
+            ("digits_only", None) => Ok(Transform::DigitsOnly),
+            ("uppercase", None) => Ok(Transform::Uppercase),
+            ("lowercase", None) => Ok(Transform::Lowercase),
+            ("trim", None) => Ok(Transform::Trim),
+            ("default", Some(v)) => Ok(Transform::Default(v.to_string())),
+            ("truncate", Some(n)) => n
+                .parse()
+                .map(Transform::Truncate)
+                .map_err(|_| format!("truncate:{n}: {n:?} is not a character count")),
+            ("default", None) => Err("`default` needs a value: \"default:N/A\"".into()),
+            ("truncate", None) => Err("`truncate` needs a length: \"truncate:10\"".into()),
+            _ => Err(format!(
+                "unknown transform {s:?}; built-in: digits_only, uppercase, lowercase, trim, default:VALUE, truncate:N"
+            )),
+        }
+    }
+
+    fn apply<'a>(&self, v: Option<Cow<'a, str>>) -> Option<Cow<'a, str>> {
+        match self {
+            Transform::Default(d) => match v {
+                Some(s) if !s.is_empty() => Some(s),
+                _ => Some(Cow::Owned(d.clone())),
+            },
+            _ => {
+                let s = v?;
+                Some(match self {
+                    Transform::DigitsOnly => {
+                        if s.bytes().all(|b| b.is_ascii_digit()) {
+                            s
+                        } else {
+                            Cow::Owned(digits_only(&s))
+                        }
+                    }
+                    Transform::Uppercase => Cow::Owned(s.to_uppercase()),
+                    Transform::Lowercase => Cow::Owned(s.to_lowercase()),
+                    Transform::Trim => match s {
+                        Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
+                        Cow::Owned(o) => Cow::Owned(o.trim().to_string()),
+                    },
+                    Transform::Truncate(n) => match s.char_indices().nth(*n) {
+                        Some((cut, _)) => Cow::Owned(s[..cut].to_string()),
+                        None => s,
+                    },
+                    Transform::Default(_) => s,
+                })
+            }
+        }
+    }
+}
+
+/// Phone numbers keep only their digits; an extension (`x123`, `ext. 9`) is dropped.
+fn digits_only(s: &str) -> String {
+    let lower = s.to_ascii_lowercase();
+    let main = lower
+        .find("ext")
+        .or_else(|| lower.find('x'))
+        .map(|i| &s[..i])
+        .unwrap_or(s);
+    main.chars().filter(|c| c.is_ascii_digit()).collect()
+}
+
+impl<'de> Deserialize<'de> for Transform {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Transform::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Where a value comes from in a record: the whole key first (`"First Name"`,
+/// `"a.b"` as one key), else a dotted path into nested objects.
+#[derive(Debug, Clone)]
+pub struct SourcePath {
+    whole: String,
+    parts: Vec<String>,
+}
+
+impl SourcePath {
+    pub fn new(path: &str) -> SourcePath {
+        SourcePath {
+            whole: path.to_string(),
+            parts: path.split('.').map(str::to_string).collect(),
+        }
+    }
+
+    pub fn lookup<'a>(&self, record: &'a Map<String, Value>) -> Option<&'a Value> {
+        if let Some(v) = record.get(&self.whole) {
+            return Some(v);
+        }
+        if self.parts.len() < 2 {
+            return None;
+        }
+        let mut cur = record.get(&self.parts[0])?;
+        for p in &self.parts[1..] {
+            cur = match cur {
+                Value::Object(m) => m.get(p)?,
+                Value::Array(a) => a.get(p.parse::<usize>().ok()?)?,
+                _ => return None,
+            };
+        }
+        Some(cur)
+    }
+}
+
+/// One compiled output column.
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub name: String,
+    source: SourcePath,
+    transforms: Vec<Transform>,
+}
+
+impl Column {
+    pub fn new(name: &str, source: Option<&str>, transforms: Vec<Transform>) -> Column {
+        Column {
+            name: name.to_string(),
+            source: SourcePath::new(source.unwrap_or(name)),
+            transforms,
+        }
+    }
+
+    /// The column's text for `record`; `None` when missing or null.
+    pub fn value<'a>(&self, record: &'a Map<String, Value>) -> Option<Cow<'a, str>> {
+        let mut v = self.source.lookup(record).and_then(value_text);
+        for t in &self.transforms {
+            v = t.apply(v);
+        }
+        v
+    }
+}
+
+/// Text of a JSON value as a partner sees it: strings verbatim, numbers with
+/// their exact digits, objects and arrays as JSON.
+pub fn value_text(v: &Value) -> Option<Cow<'_, str>> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
+        other => Some(Cow::Owned(other.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(s: &str) -> Map<String, Value> {
+        serde_json::from_str(s).expect("json")
+    }
+
+    #[test]
+    fn paths_with_spaces_and_dots() {
+        let r = rec(r#"{"First Name":"Ann","lead":{"phone_1":"(555) 123-4567"},"a.b":1}"#);
+        assert_eq!(Column::new("f", Some("First Name"), vec![]).value(&r).as_deref(), Some("Ann"));
+        let phone = Column::new("p", Some("lead.phone_1"), vec![Transform::DigitsOnly]);
+        assert_eq!(phone.value(&r).as_deref(), Some("5551234567"));
+        assert_eq!(Column::new("x", Some("a.b"), vec![]).value(&r).as_deref(), Some("1"));
+        assert_eq!(Column::new("m", Some("missing"), vec![]).value(&r), None);
+    }
+
+    #[test]
+    fn transforms() {
+        let r = rec(r#"{"p":"001-307-937-7505x54026","n":"  Bob ","big":123456789012345678901,"z":""}"#);
+        assert_eq!(Column::new("p", None, vec![Transform::DigitsOnly]).value(&r).as_deref(), Some("0013079377505"));
+        let c = Column::new("n", None, vec![Transform::Trim, Transform::Uppercase, Transform::Truncate(2)]);
+        assert_eq!(c.value(&r).as_deref(), Some("BO"));
+        assert_eq!(Column::new("big", None, vec![]).value(&r).as_deref(), Some("123456789012345678901"));
+        let d = Column::new("z", None, vec![Transform::Default("N/A".into())]);
+        assert_eq!(d.value(&r).as_deref(), Some("N/A"));
+        assert!(Transform::parse("shout").unwrap_err().contains("digits_only"));
+        assert!(Transform::parse("truncate:x").is_err());
+    }
+}

@@ -1,0 +1,80 @@
+//! Spool files: written under a temporary name, hashed and counted on the way,
+//! fsynced, then renamed into place.
+
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// Where part `part` of batch `batch_id` of `delivery` is spooled.
+pub fn spool_path(spool_dir: &Path, delivery: &str, batch_id: &str, part: u32) -> PathBuf {
+    spool_dir.join(delivery).join(batch_id).join(format!("part-{part}"))
+}
+
+/// A writer that hashes and counts what passes through to the file.
+pub struct SpoolWriter {
+    file: BufWriter<File>,
+    hasher: Sha256,
+    bytes: u64,
+    tmp: PathBuf,
+    dest: PathBuf,
+}
+
+impl SpoolWriter {
+    pub fn create(dest: &Path) -> io::Result<SpoolWriter> {
+        if let Some(dir) = dest.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = dest.with_extension("tmp");
+        let file = File::create(&tmp)?;
+        Ok(SpoolWriter {
+            file: BufWriter::with_capacity(1 << 20, file),
+            hasher: Sha256::new(),
+            bytes: 0,
+            tmp,
+            dest: dest.to_path_buf(),
+        })
+    }
+
+    /// Flush, fsync and move into place. Returns (bytes, sha256 hex).
+    pub fn finish(mut self) -> io::Result<(u64, String)> {
+        self.file.flush()?;
+        let file = self.file.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&self.tmp, &self.dest)?;
+        if let Some(dir) = self.dest.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok((self.bytes, hex::encode(self.hasher.finalize())))
+    }
+}
+
+impl Write for SpoolWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// SHA-256 and size of a file, read in chunks.
+pub fn hash_file(path: &Path) -> io::Result<(u64, String)> {
+    let mut f = File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = io::Read::read(&mut f, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((total, hex::encode(h.finalize())))
+}

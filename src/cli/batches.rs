@@ -1,0 +1,88 @@
+//! `consign batches list|show|retry`.
+
+use super::{batch_line, BatchesCommand, EXIT_CONFIG, EXIT_NOT_DELIVERED};
+use crate::engine::Engine;
+use crate::store::BatchState;
+use std::process::ExitCode;
+
+pub fn run(engine: &Engine, cmd: &BatchesCommand, json: bool) -> anyhow::Result<ExitCode> {
+    match cmd {
+        BatchesCommand::List { delivery, state, limit } => {
+            let state = match state.as_deref() {
+                None => None,
+                Some(s) => match BatchState::parse(s) {
+                    Some(s) => Some(s),
+                    None => {
+                        eprintln!(
+                            "unknown state {s:?}; one of: {}",
+                            BatchState::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                        );
+                        return Ok(ExitCode::from(EXIT_CONFIG));
+                    }
+                },
+            };
+            let list = engine.store.list_batches(delivery.as_deref(), state, *limit)?;
+            if json {
+                println!("{}", serde_json::json!({ "batches": list }));
+            } else if list.is_empty() {
+                println!("no batches");
+            } else {
+                for b in &list {
+                    println!("{}", batch_line(b));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        BatchesCommand::Show { id } => {
+            let b = engine.batch(id)?;
+            let files = engine.store.files(&b)?;
+            let attempts = engine.store.attempts(&b)?;
+            let events = engine.store.events(&b)?;
+            if json {
+                println!("{}", serde_json::json!({ "batch": b, "files": files, "attempts": attempts, "events": events }));
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("batch {}  delivery {}  state {}  trigger {}", b.id, b.delivery, b.state, b.trigger);
+            println!("  records {}  bytes in {}  created {}", b.record_count, b.bytes, b.created_at.to_rfc3339());
+            if let Some(e) = &b.last_error {
+                println!("  last error: {e}");
+            }
+            if let Some(r) = &b.receipt {
+                println!("  receipt: {r}");
+            }
+            println!("  files:");
+            for f in &files {
+                println!("    {}  {} bytes  {} records  sha256 {}", f.name, f.bytes, f.records, f.sha256);
+            }
+            println!("  attempts:");
+            for a in &attempts {
+                println!(
+                    "    #{} {} {} {}",
+                    a.number,
+                    a.started_at.to_rfc3339(),
+                    a.outcome.as_deref().unwrap_or("(in progress)"),
+                    a.error.as_deref().unwrap_or("")
+                );
+            }
+            println!("  events:");
+            for e in &events {
+                println!("    {} {} -> {}  {}", e.at.to_rfc3339(), e.from.as_deref().unwrap_or("-"), e.to, e.detail);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        BatchesCommand::Retry { id, queue_only } => {
+            let b = engine.retry(id)?;
+            if *queue_only {
+                println!("{}: queued for delivery by `consign serve`", b.id);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let b = engine.attempt(&b)?.unwrap_or(b);
+            if json {
+                println!("{}", serde_json::json!({ "batch": b }));
+            } else {
+                println!("{}", batch_line(&b));
+            }
+            Ok(if b.state == BatchState::Delivered { ExitCode::SUCCESS } else { ExitCode::from(EXIT_NOT_DELIVERED) })
+        }
+    }
+}

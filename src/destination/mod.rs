@@ -1,0 +1,129 @@
+//! Destinations: where assembled files go. Each one uploads and classifies
+//! its failures into [`ErrorClass`]; what happens next (retry, suspend,
+//! manual queue) is decided by the shared delivery worker, never here.
+
+mod local;
+mod sftp;
+
+use crate::config::DestinationConfig;
+use std::fmt;
+use std::path::PathBuf;
+
+pub use local::LocalDestination;
+pub use sftp::SftpDestination;
+
+/// Failure classes shared by every destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// Could not connect (refused, unreachable, DNS). Retried.
+    Connect,
+    /// Timed out. Retried.
+    Timeout,
+    /// Transfer broke off or a transient server error. Retried.
+    Transient,
+    /// Credentials refused. The delivery is suspended.
+    Auth,
+    /// The server's host key is unknown or changed. The delivery is suspended.
+    HostKey,
+    /// Not allowed to write there. Needs an operator: manual queue.
+    Permission,
+    /// Target path does not exist and may not be created. Manual queue.
+    NotFound,
+    /// Anything else that will not fix itself. Manual queue.
+    Permanent,
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Connect => "connect",
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::Transient => "transient",
+            ErrorClass::Auth => "auth",
+            ErrorClass::HostKey => "host_key",
+            ErrorClass::Permission => "permission",
+            ErrorClass::NotFound => "not_found",
+            ErrorClass::Permanent => "permanent",
+        }
+    }
+}
+
+/// A classified failure. The message never contains secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestinationError {
+    pub class: ErrorClass,
+    pub message: String,
+}
+
+impl DestinationError {
+    pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
+        DestinationError {
+            class,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for DestinationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.class.as_str(), self.message)
+    }
+}
+
+impl std::error::Error for DestinationError {}
+
+/// One file to upload: its final name and where its bytes are.
+#[derive(Debug, Clone)]
+pub struct OutgoingFile {
+    pub name: String,
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// What a destination is given.
+#[derive(Debug, Clone)]
+pub struct Shipment {
+    pub batch_id: String,
+    pub delivery: String,
+    pub record_count: u64,
+    pub files: Vec<OutgoingFile>,
+}
+
+/// Where the files ended up, for the batch record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub detail: String,
+}
+
+/// A place files are delivered to. Calls block (run them off the async executor).
+pub trait Destination: Send + Sync {
+    /// `sftp://user@host:22/upload` — no secrets.
+    fn describe(&self) -> String;
+    /// Upload every file under its final name; replacing an existing file of
+    /// the same name (redelivery of the same batch) must be safe.
+    fn deliver(&self, shipment: &Shipment) -> Result<Receipt, DestinationError>;
+    /// Prove the destination is reachable and writable without delivering.
+    fn check(&self) -> Result<String, DestinationError>;
+}
+
+pub fn build(cfg: &DestinationConfig) -> Box<dyn Destination> {
+    match cfg {
+        DestinationConfig::Local(c) => Box::new(LocalDestination::new(c.clone())),
+        DestinationConfig::Sftp(c) => Box::new(SftpDestination::new(c.clone())),
+    }
+}
+
+/// Classify a local I/O error.
+pub fn io_class(e: &std::io::Error) -> ErrorClass {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        PermissionDenied | ReadOnlyFilesystem => ErrorClass::Permission,
+        NotFound => ErrorClass::NotFound,
+        TimedOut | WouldBlock => ErrorClass::Timeout,
+        ConnectionRefused | ConnectionReset | ConnectionAborted | NotConnected | AddrNotAvailable | HostUnreachable | NetworkUnreachable => ErrorClass::Connect,
+        BrokenPipe | UnexpectedEof | Interrupted | StorageFull => ErrorClass::Transient,
+        _ => ErrorClass::Transient,
+    }
+}

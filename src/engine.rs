@@ -1,0 +1,235 @@
+//! The engine: the configured deliveries wired to the store, the assembler
+//! and their destinations. The CLI, the HTTP API and the serve loop all act
+//! through it, so each operation has one implementation.
+
+use crate::assemble;
+use crate::config::{Config, DeliveryConfig, EmptyPolicy};
+use crate::deliver::{self, DeliverError};
+use crate::destination::{self, Destination};
+use crate::store::{Batch, BatchState, CutRequest, PendingStats, SqliteStore, Store, StoreError};
+use crate::trigger::{self, Fire, TriggerTarget};
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("unknown delivery {0:?} (check the [[delivery]] names in the config)")]
+    UnknownDelivery(String),
+    #[error("batch {0} not found")]
+    UnknownBatch(String),
+    #[error("batch {id} is {state}; only manual, failed, suspended, retry_wait or delivered batches can be retried")]
+    NotRetryable { id: String, state: BatchState },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Deliver(#[from] DeliverError),
+}
+
+pub struct Engine {
+    pub config: Config,
+    pub store: Arc<dyn Store>,
+    spool_dir: PathBuf,
+    destinations: HashMap<String, Arc<dyn Destination>>,
+    /// Wakes the delivery worker (new ready batch, resume, retry).
+    pub work: Arc<Notify>,
+    /// Wakes each delivery's scheduler (new records, flush).
+    pub wake: HashMap<String, Arc<Notify>>,
+}
+
+/// A delivery's state for `status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeliveryStatus {
+    pub name: String,
+    pub destination: String,
+    /// `active` or `suspended`.
+    pub state: String,
+    pub suspended_reason: Option<String>,
+    pub pending: PendingStats,
+    pub oldest_age_seconds: Option<i64>,
+    /// What fires next and when (time-based triggers), e.g. `schedule`.
+    pub next_trigger: Option<String>,
+    pub next_trigger_at: Option<DateTime<Utc>>,
+    /// Batch counts by state (only states that have batches).
+    pub batches: HashMap<String, u64>,
+}
+
+impl Engine {
+    pub fn open(config: Config) -> Result<Engine, EngineError> {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.store.path)?);
+        Ok(Self::with_store(config, store))
+    }
+
+    pub fn with_store(config: Config, store: Arc<dyn Store>) -> Engine {
+        let destinations = config
+            .deliveries
+            .iter()
+            .map(|d| (d.name.clone(), Arc::from(destination::build(&d.destination))))
+            .collect();
+        let wake = config.deliveries.iter().map(|d| (d.name.clone(), Arc::new(Notify::new()))).collect();
+        Engine {
+            spool_dir: config.store.spool_dir.clone(),
+            config,
+            store,
+            destinations,
+            work: Arc::new(Notify::new()),
+            wake,
+        }
+    }
+
+    pub fn delivery(&self, name: &str) -> Result<&DeliveryConfig, EngineError> {
+        self.config.delivery(name).ok_or_else(|| EngineError::UnknownDelivery(name.to_string()))
+    }
+
+    pub fn destination(&self, name: &str) -> Result<Arc<dyn Destination>, EngineError> {
+        self.destinations.get(name).cloned().ok_or_else(|| EngineError::UnknownDelivery(name.to_string()))
+    }
+
+    pub fn batch(&self, id: &str) -> Result<Batch, EngineError> {
+        self.store.batch(id)?.ok_or_else(|| EngineError::UnknownBatch(id.to_string()))
+    }
+
+    /// Durably queue records for a delivery; returns ids after the commit.
+    pub fn enqueue(&self, delivery: &str, records: Vec<String>) -> Result<Vec<i64>, EngineError> {
+        self.delivery(delivery)?;
+        let ids = self.store.enqueue(delivery, records)?;
+        if let Some(w) = self.wake.get(delivery) {
+            w.notify_one();
+        }
+        Ok(ids)
+    }
+
+    /// Cut one batch and assemble it; `None` when nothing was pending.
+    pub fn cut(&self, delivery: &str, reason: Fire, allow_empty: bool, now: DateTime<Utc>) -> Result<Option<Batch>, EngineError> {
+        let d = self.delivery(delivery)?;
+        let names = |id: &str, n: u64| assemble::file_names(d, id, n, now);
+        let Some(batch) = self.store.cut(&CutRequest {
+            delivery,
+            max_records: d.batch.max_records,
+            trigger: reason.as_str(),
+            now,
+            allow_empty,
+            names: &names,
+        })?
+        else {
+            return Ok(None);
+        };
+        tracing::info!(batch = %batch.id, delivery, records = batch.record_count, trigger = reason.as_str(), "batch cut");
+        let batch = deliver::assemble_batch(self.store.as_ref(), &batch, d, &self.spool_dir)?;
+        self.work.notify_one();
+        Ok(Some(batch))
+    }
+
+    /// Manual flush: cut everything pending (in batches of at most
+    /// `max_records`). With `empty = "deliver"` an empty queue still yields one
+    /// empty batch.
+    pub fn flush(&self, delivery: &str) -> Result<Vec<Batch>, EngineError> {
+        let d = self.delivery(delivery)?;
+        let now = Utc::now();
+        let mut out = Vec::new();
+        while let Some(b) = self.cut(delivery, Fire::Manual, out.is_empty() && d.batch.empty == EmptyPolicy::Deliver, now)? {
+            let empty = b.record_count == 0;
+            out.push(b);
+            if empty {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// One delivery attempt of a batch (if it is due and not claimed elsewhere).
+    pub fn attempt(&self, batch: &Batch) -> Result<Option<Batch>, EngineError> {
+        let d = self.delivery(&batch.delivery)?;
+        let dest = self.destination(&batch.delivery)?;
+        Ok(deliver::attempt(self.store.as_ref(), batch, d, dest.as_ref(), &self.spool_dir)?)
+    }
+
+    /// Batches due now whose delivery is configured and not suspended.
+    pub fn due(&self, now: DateTime<Utc>) -> Result<Vec<Batch>, EngineError> {
+        Ok(self
+            .store
+            .due(now)?
+            .into_iter()
+            .filter(|b| self.config.delivery(&b.delivery).is_some())
+            .collect())
+    }
+
+    /// Operator retry: put a batch back in the queue for delivery now.
+    pub fn retry(&self, id: &str) -> Result<Batch, EngineError> {
+        let b = self.batch(id)?;
+        match b.state {
+            BatchState::Manual | BatchState::Failed | BatchState::Suspended | BatchState::RetryWait | BatchState::Delivered => {
+                let b = self.store.transition(&b, BatchState::Ready, "retry requested by operator", None)?;
+                self.work.notify_one();
+                Ok(b)
+            }
+            state => Err(EngineError::NotRetryable { id: b.id, state }),
+        }
+    }
+
+    /// Lift a suspension; its batches become ready.
+    pub fn resume(&self, delivery: &str) -> Result<u64, EngineError> {
+        self.delivery(delivery)?;
+        let n = self.store.resume(delivery)?;
+        self.work.notify_one();
+        Ok(n)
+    }
+
+    pub fn recover(&self) -> Result<usize, EngineError> {
+        Ok(deliver::recover(self.store.as_ref(), &self.config.deliveries, &self.spool_dir)?)
+    }
+
+    /// Purge records of batches delivered longer ago than the retention period.
+    pub fn purge(&self) -> Result<u64, EngineError> {
+        let keep = chrono::Duration::from_std(self.config.store.retention.0).unwrap_or(chrono::Duration::MAX);
+        Ok(self.store.purge(Utc::now() - keep)?)
+    }
+
+    pub fn status(&self, now: DateTime<Utc>) -> Result<Vec<DeliveryStatus>, EngineError> {
+        let mut out = Vec::new();
+        for d in &self.config.deliveries {
+            let pending = self.store.pending(&d.name)?;
+            let suspension = self.store.suspension(&d.name)?;
+            let next_schedule = d.trigger.schedule.as_ref().and_then(|s| s.next_after(now));
+            let ev = trigger::evaluate(&d.trigger, &pending, now, next_schedule);
+            let (next_trigger, next_trigger_at) = match (ev.fire, ev.next) {
+                (Some(f), _) => (Some(format!("{} (due now)", f.as_str())), Some(now)),
+                (None, Some((f, at))) => (Some(f.as_str().to_string()), Some(at)),
+                (None, None) => match d.trigger.records {
+                    Some(n) => (Some(format!("records ({} of {n})", pending.count)), None),
+                    None => (None, None),
+                },
+            };
+            let mut batches = HashMap::new();
+            for b in self.store.list_batches(Some(&d.name), None, u32::MAX)? {
+                *batches.entry(b.state.as_str().to_string()).or_insert(0) += 1;
+            }
+            out.push(DeliveryStatus {
+                name: d.name.clone(),
+                destination: self.destination(&d.name)?.describe(),
+                state: if suspension.is_some() { "suspended" } else { "active" }.to_string(),
+                suspended_reason: suspension.map(|s| s.reason),
+                oldest_age_seconds: pending.oldest.map(|o| (now - o).num_seconds()),
+                pending,
+                next_trigger,
+                next_trigger_at,
+                batches,
+            });
+        }
+        Ok(out)
+    }
+}
+
+impl TriggerTarget for Engine {
+    fn pending(&self, delivery: &str) -> Result<PendingStats, String> {
+        self.store.pending(delivery).map_err(|e| e.to_string())
+    }
+
+    fn cut(&self, delivery: &str, reason: Fire, allow_empty: bool, now: DateTime<Utc>) -> Result<bool, String> {
+        Engine::cut(self, delivery, reason, allow_empty, now)
+            .map(|b| b.is_some())
+            .map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,99 @@
+//! Versioned schema migrations. Each entry runs once, in order, inside a
+//! transaction; `PRAGMA user_version` records the last one applied.
+
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: queue, batches, files, attempts, events, suspensions.
+    r#"
+CREATE TABLE records (
+    id          INTEGER PRIMARY KEY,
+    delivery    TEXT    NOT NULL,
+    received_at INTEGER NOT NULL,          -- unix millis
+    bytes       INTEGER NOT NULL,
+    payload     TEXT    NOT NULL,          -- JSON object
+    batch       INTEGER REFERENCES batches(rowid)
+);
+CREATE INDEX records_pending ON records(delivery, batch, id);
+CREATE INDEX records_batch ON records(batch, id);
+
+CREATE TABLE batches (
+    rowid           INTEGER PRIMARY KEY,
+    id              TEXT    NOT NULL UNIQUE,
+    delivery        TEXT    NOT NULL,
+    state           TEXT    NOT NULL,
+    trigger         TEXT    NOT NULL,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    record_count    INTEGER NOT NULL,
+    bytes           INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER,
+    last_error      TEXT,
+    receipt         TEXT,
+    delivered_at    INTEGER,
+    purged          INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX batches_state ON batches(state, next_attempt_at);
+CREATE INDEX batches_delivery ON batches(delivery, rowid);
+
+CREATE TABLE batch_files (
+    batch        INTEGER NOT NULL REFERENCES batches(rowid),
+    part         INTEGER NOT NULL,
+    name         TEXT    NOT NULL,
+    bytes        INTEGER,
+    sha256       TEXT,
+    records      INTEGER,
+    first_record INTEGER,
+    last_record  INTEGER,
+    PRIMARY KEY (batch, part)
+);
+
+CREATE TABLE attempts (
+    batch      INTEGER NOT NULL REFERENCES batches(rowid),
+    number     INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    ended_at   INTEGER,
+    outcome    TEXT,
+    error      TEXT,
+    PRIMARY KEY (batch, number)
+);
+
+CREATE TABLE batch_events (
+    id     INTEGER PRIMARY KEY,
+    batch  INTEGER NOT NULL REFERENCES batches(rowid),
+    at     INTEGER NOT NULL,
+    from_state TEXT,
+    to_state   TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX batch_events_batch ON batch_events(batch, id);
+
+CREATE TABLE suspensions (
+    delivery TEXT PRIMARY KEY,
+    since    INTEGER NOT NULL,
+    reason   TEXT NOT NULL
+);
+"#,
+];
+
+/// Bring the database up to the newest schema.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let version = i as i64 + 1;
+        if version <= current {
+            continue;
+        }
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Newest schema version this build knows.
+pub fn latest() -> i64 {
+    MIGRATIONS.len() as i64
+}
