@@ -20,7 +20,7 @@ pub enum EngineError {
     UnknownDelivery(String),
     #[error("batch {0} not found")]
     UnknownBatch(String),
-    #[error("batch {id} is {state}; only manual, failed, suspended, retry_wait or delivered batches can be retried")]
+    #[error("batch {id} is {state}; it is being assembled or delivered right now")]
     NotRetryable { id: String, state: BatchState },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -160,6 +160,7 @@ impl Engine {
     pub fn retry(&self, id: &str) -> Result<Batch, EngineError> {
         let b = self.batch(id)?;
         match b.state {
+            BatchState::Ready => Ok(b),
             BatchState::Manual | BatchState::Failed | BatchState::Suspended | BatchState::RetryWait | BatchState::Delivered => {
                 let b = self.store.transition(&b, BatchState::Ready, "retry requested by operator", None)?;
                 self.work.notify_one();
