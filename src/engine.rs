@@ -66,9 +66,18 @@ impl Engine {
         let destinations = config
             .deliveries
             .iter()
-            .map(|d| (d.name.clone(), Arc::from(destination::build(&d.destination))))
+            .map(|d| {
+                (
+                    d.name.clone(),
+                    Arc::from(destination::build(&d.destination)),
+                )
+            })
             .collect();
-        let wake = config.deliveries.iter().map(|d| (d.name.clone(), Arc::new(Notify::new()))).collect();
+        let wake = config
+            .deliveries
+            .iter()
+            .map(|d| (d.name.clone(), Arc::new(Notify::new())))
+            .collect();
         Engine {
             spool_dir: config.store.spool_dir.clone(),
             config,
@@ -80,15 +89,22 @@ impl Engine {
     }
 
     pub fn delivery(&self, name: &str) -> Result<&DeliveryConfig, EngineError> {
-        self.config.delivery(name).ok_or_else(|| EngineError::UnknownDelivery(name.to_string()))
+        self.config
+            .delivery(name)
+            .ok_or_else(|| EngineError::UnknownDelivery(name.to_string()))
     }
 
     pub fn destination(&self, name: &str) -> Result<Arc<dyn Destination>, EngineError> {
-        self.destinations.get(name).cloned().ok_or_else(|| EngineError::UnknownDelivery(name.to_string()))
+        self.destinations
+            .get(name)
+            .cloned()
+            .ok_or_else(|| EngineError::UnknownDelivery(name.to_string()))
     }
 
     pub fn batch(&self, id: &str) -> Result<Batch, EngineError> {
-        self.store.batch(id)?.ok_or_else(|| EngineError::UnknownBatch(id.to_string()))
+        self.store
+            .batch(id)?
+            .ok_or_else(|| EngineError::UnknownBatch(id.to_string()))
     }
 
     /// Durably queue records for a delivery; returns ids after the commit.
@@ -102,7 +118,13 @@ impl Engine {
     }
 
     /// Cut one batch and assemble it; `None` when nothing was pending.
-    pub fn cut(&self, delivery: &str, reason: Fire, allow_empty: bool, now: DateTime<Utc>) -> Result<Option<Batch>, EngineError> {
+    pub fn cut(
+        &self,
+        delivery: &str,
+        reason: Fire,
+        allow_empty: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Batch>, EngineError> {
         let d = self.delivery(delivery)?;
         let names = |id: &str, n: u64| assemble::file_names(d, id, n, now);
         let Some(batch) = self.store.cut(&CutRequest {
@@ -129,7 +151,12 @@ impl Engine {
         let d = self.delivery(delivery)?;
         let now = Utc::now();
         let mut out = Vec::new();
-        while let Some(b) = self.cut(delivery, Fire::Manual, out.is_empty() && d.batch.empty == EmptyPolicy::Deliver, now)? {
+        while let Some(b) = self.cut(
+            delivery,
+            Fire::Manual,
+            out.is_empty() && d.batch.empty == EmptyPolicy::Deliver,
+            now,
+        )? {
             let empty = b.record_count == 0;
             out.push(b);
             if empty {
@@ -143,7 +170,13 @@ impl Engine {
     pub fn attempt(&self, batch: &Batch) -> Result<Option<Batch>, EngineError> {
         let d = self.delivery(&batch.delivery)?;
         let dest = self.destination(&batch.delivery)?;
-        Ok(deliver::attempt(self.store.as_ref(), batch, d, dest.as_ref(), &self.spool_dir)?)
+        Ok(deliver::attempt(
+            self.store.as_ref(),
+            batch,
+            d,
+            dest.as_ref(),
+            &self.spool_dir,
+        )?)
     }
 
     /// Batches due now whose delivery is configured and not suspended.
@@ -161,8 +194,17 @@ impl Engine {
         let b = self.batch(id)?;
         match b.state {
             BatchState::Ready => Ok(b),
-            BatchState::Manual | BatchState::Failed | BatchState::Suspended | BatchState::RetryWait | BatchState::Delivered => {
-                let b = self.store.transition(&b, BatchState::Ready, "retry requested by operator", None)?;
+            BatchState::Manual
+            | BatchState::Failed
+            | BatchState::Suspended
+            | BatchState::RetryWait
+            | BatchState::Delivered => {
+                let b = self.store.transition(
+                    &b,
+                    BatchState::Ready,
+                    "retry requested by operator",
+                    None,
+                )?;
                 self.work.notify_one();
                 Ok(b)
             }
@@ -179,12 +221,17 @@ impl Engine {
     }
 
     pub fn recover(&self) -> Result<usize, EngineError> {
-        Ok(deliver::recover(self.store.as_ref(), &self.config.deliveries, &self.spool_dir)?)
+        Ok(deliver::recover(
+            self.store.as_ref(),
+            &self.config.deliveries,
+            &self.spool_dir,
+        )?)
     }
 
     /// Purge records of batches delivered longer ago than the retention period.
     pub fn purge(&self) -> Result<u64, EngineError> {
-        let keep = chrono::Duration::from_std(self.config.store.retention.0).unwrap_or(chrono::Duration::MAX);
+        let keep = chrono::Duration::from_std(self.config.store.retention.0)
+            .unwrap_or(chrono::Duration::MAX);
         Ok(self.store.purge(Utc::now() - keep)?)
     }
 
@@ -210,7 +257,12 @@ impl Engine {
             out.push(DeliveryStatus {
                 name: d.name.clone(),
                 destination: self.destination(&d.name)?.describe(),
-                state: if suspension.is_some() { "suspended" } else { "active" }.to_string(),
+                state: if suspension.is_some() {
+                    "suspended"
+                } else {
+                    "active"
+                }
+                .to_string(),
                 suspended_reason: suspension.map(|s| s.reason),
                 oldest_age_seconds: pending.oldest.map(|o| (now - o).num_seconds()),
                 pending,
@@ -228,7 +280,13 @@ impl TriggerTarget for Engine {
         self.store.pending(delivery).map_err(|e| e.to_string())
     }
 
-    fn cut(&self, delivery: &str, reason: Fire, allow_empty: bool, now: DateTime<Utc>) -> Result<bool, String> {
+    fn cut(
+        &self,
+        delivery: &str,
+        reason: Fire,
+        allow_empty: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool, String> {
         Engine::cut(self, delivery, reason, allow_empty, now)
             .map(|b| b.is_some())
             .map_err(|e| e.to_string())

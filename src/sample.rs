@@ -6,20 +6,71 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::io::Write;
 
-const FIRST: &[&str] = &["Jaime", "Cody", "Selena", "Kelsey", "Ana", "Marcus", "Priya", "José", "Wei", "Olivia", "Liam", "Fatima", "Noah", "Chloé", "Ethan", "Zoë"];
-const LAST: &[&str] = &["Hayes", "Salinas", "Doyle", "Mosley", "Nguyen", "O'Brien", "García", "Smith", "Patel", "Kowalski", "Chen", "Müller", "Johnson", "Brown"];
-const COMPANY: &[&str] = &["Mays Inc", "Blankenship, Hart and Cole", "Stokes-McCormick", "Acme \"Global\" LLC", "Rivera, Sons & Daughters", "Northwind Traders", "Blue Sky Roofing", "Hunt Group", "Massey, Ltd."];
-const SOURCE: &[&str] = &["LinkedIn Outreach", "Cold Call", "Web Form", "Referral", "Trade Show"];
-const STAGE: &[&str] = &["On Hold", "Qualified", "Closed Won", "Closed Lost", "Proposal Sent"];
-const NOTES: &[&str] = &["Heart represent while into.", "Call back after 3pm, asks about pricing", "Multi-line\nnote from the form", "", "Wants \"premium\" plan; budget 12,500"];
+const FIRST: &[&str] = &[
+    "Jaime", "Cody", "Selena", "Kelsey", "Ana", "Marcus", "Priya", "José", "Wei", "Olivia", "Liam",
+    "Fatima", "Noah", "Chloé", "Ethan", "Zoë",
+];
+const LAST: &[&str] = &[
+    "Hayes", "Salinas", "Doyle", "Mosley", "Nguyen", "O'Brien", "García", "Smith", "Patel",
+    "Kowalski", "Chen", "Müller", "Johnson", "Brown",
+];
+const COMPANY: &[&str] = &[
+    "Mays Inc",
+    "Blankenship, Hart and Cole",
+    "Stokes-McCormick",
+    "Acme \"Global\" LLC",
+    "Rivera, Sons & Daughters",
+    "Northwind Traders",
+    "Blue Sky Roofing",
+    "Hunt Group",
+    "Massey, Ltd.",
+];
+const SOURCE: &[&str] = &[
+    "LinkedIn Outreach",
+    "Cold Call",
+    "Web Form",
+    "Referral",
+    "Trade Show",
+];
+const STAGE: &[&str] = &[
+    "On Hold",
+    "Qualified",
+    "Closed Won",
+    "Closed Lost",
+    "Proposal Sent",
+];
+const NOTES: &[&str] = &[
+    "Heart represent while into.",
+    "Call back after 3pm, asks about pricing",
+    "Multi-line\nnote from the form",
+    "",
+    "Wants \"premium\" plan; budget 12,500",
+];
 
 /// CSV header of generated leads.
 pub const HEADER: &[&str] = &[
-    "Index", "Account Id", "Lead Owner", "First Name", "Last Name", "Company", "Phone 1", "Phone 2", "Email 1", "Email 2", "Website", "Source", "Deal Stage", "Notes",
+    "Index",
+    "Account Id",
+    "Lead Owner",
+    "First Name",
+    "Last Name",
+    "Company",
+    "Phone 1",
+    "Phone 2",
+    "Email 1",
+    "Email 2",
+    "Website",
+    "Source",
+    "Deal Stage",
+    "Notes",
 ];
 
 fn phone(rng: &mut StdRng) -> String {
-    let (a, b, c) = (rng.random_range(200..999), rng.random_range(200..999), rng.random_range(1000..9999));
+    let (a, b, c) = (
+        rng.random_range(200..999),
+        rng.random_range(200..999),
+        rng.random_range(1000..9999),
+    );
     match rng.random_range(0..6) {
         0 => format!("{a}{b}{c}"),
         1 => format!("{a}-{b}-{c}"),
@@ -49,8 +100,15 @@ pub fn lead(rng: &mut StdRng, index: u64) -> Vec<String> {
         phone(rng),
         phone(rng),
         format!("{user}@example.com"),
-        format!("{}{}@example.org", last.to_lowercase().replace('\'', ""), rng.random_range(1..99)),
-        format!("https://{}.example.com/", last.to_lowercase().replace('\'', "")),
+        format!(
+            "{}{}@example.org",
+            last.to_lowercase().replace('\'', ""),
+            rng.random_range(1..99)
+        ),
+        format!(
+            "https://{}.example.com/",
+            last.to_lowercase().replace('\'', "")
+        ),
         pick(rng, SOURCE).to_string(),
         pick(rng, STAGE).to_string(),
         pick(rng, NOTES).to_string(),

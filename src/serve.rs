@@ -19,7 +19,10 @@ pub async fn serve(engine: Arc<Engine>) -> anyhow::Result<()> {
     let e = engine.clone();
     let recovered = tokio::task::spawn_blocking(move || e.recover()).await??;
     if recovered > 0 {
-        tracing::warn!(recovered, "recovered batches interrupted by an earlier stop");
+        tracing::warn!(
+            recovered,
+            "recovered batches interrupted by an earlier stop"
+        );
     }
     let listen = engine.config.server.listen.clone();
     let listener = tokio::net::TcpListener::bind(&listen)
@@ -129,7 +132,11 @@ async fn worker(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
             Err(e) => tracing::error!("worker task failed: {e}"),
         }
         let e = engine.clone();
-        let next_retry = tokio::task::spawn_blocking(move || e.store.next_retry_at()).await.ok().and_then(|r| r.ok()).flatten();
+        let next_retry = tokio::task::spawn_blocking(move || e.store.next_retry_at())
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .flatten();
         let sleep = next_retry
             .map(|t| (t - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(Duration::from_secs(60))
@@ -149,7 +156,10 @@ async fn purger(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
     loop {
         let e = engine.clone();
         match tokio::task::spawn_blocking(move || e.purge()).await {
-            Ok(Ok(n)) if n > 0 => tracing::info!(records = n, "purged records of delivered batches past retention"),
+            Ok(Ok(n)) if n > 0 => tracing::info!(
+                records = n,
+                "purged records of delivered batches past retention"
+            ),
             Ok(Err(e)) => tracing::error!("purge failed: {e}"),
             _ => {}
         }

@@ -55,7 +55,12 @@ jitter = 0.0
     );
     let ws = Workspace::new(&cfg);
     let leads = ws.leads(100);
-    ws.ok(&["enqueue", "--delivery", "partner", leads.to_str().expect("utf8")]);
+    ws.ok(&[
+        "enqueue",
+        "--delivery",
+        "partner",
+        leads.to_str().expect("utf8"),
+    ]);
     ctl("stop-one");
     let out = ws.json(&["flush", "partner"], 3);
     ctl("start-one");
@@ -76,7 +81,10 @@ jitter = 0.0
     assert_eq!(s["attempts"].as_array().expect("attempts").len(), 2);
     let files = list(&ldir);
     assert_eq!(files.len(), 1, "{files:?}");
-    assert_eq!(csv_rows(&std::fs::read(ldir.join(&files[0])).expect("read")).len(), 101);
+    assert_eq!(
+        csv_rows(&std::fs::read(ldir.join(&files[0])).expect("read")).len(),
+        101
+    );
 }
 
 #[test]
@@ -102,12 +110,23 @@ jitter = 0.0
     );
     let ws = Workspace::new(&cfg);
     let leads = ws.leads(3);
-    ws.ok(&["enqueue", "--delivery", "partner", leads.to_str().expect("utf8")]);
+    ws.ok(&[
+        "enqueue",
+        "--delivery",
+        "partner",
+        leads.to_str().expect("utf8"),
+    ]);
     let out = ws.json(&["flush", "partner"], 3);
-    let id = out["batches"][0]["batch"]["id"].as_str().expect("id").to_string();
+    let id = out["batches"][0]["batch"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
     assert_eq!(out["batches"][0]["batch"]["state"], "retry_wait");
     std::thread::sleep(Duration::from_millis(20));
     let again = ws.json(&["batches", "retry", &id], 3);
     assert_eq!(again["batch"]["state"], "manual");
-    assert!(again["batch"]["last_error"].as_str().expect("err").contains("retries exhausted after 2 attempts"));
+    assert!(again["batch"]["last_error"]
+        .as_str()
+        .expect("err")
+        .contains("retries exhausted after 2 attempts"));
 }

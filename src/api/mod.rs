@@ -48,13 +48,23 @@ impl From<EngineError> for ApiError {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, json!({ "error": e.to_string() })))?
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({ "error": e.to_string() }),
+        )
+    })?
 }
 
-async fn enqueue(State(engine): State<Arc<Engine>>, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn enqueue(
+    State(engine): State<Arc<Engine>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     engine.delivery(&name)?;
     let ndjson = headers
         .get("content-type")
@@ -75,7 +85,10 @@ async fn enqueue(State(engine): State<Arc<Engine>>, Path(name): Path<String>, he
     .await
 }
 
-async fn flush(State(engine): State<Arc<Engine>>, Path(name): Path<String>) -> Result<Response, ApiError> {
+async fn flush(
+    State(engine): State<Arc<Engine>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     let e = engine.clone();
     blocking(move || {
         let batches = e.flush(&name)?;
@@ -84,7 +97,10 @@ async fn flush(State(engine): State<Arc<Engine>>, Path(name): Path<String>) -> R
     .await
 }
 
-async fn resume(State(engine): State<Arc<Engine>>, Path(name): Path<String>) -> Result<Response, ApiError> {
+async fn resume(
+    State(engine): State<Arc<Engine>>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     let e = engine.clone();
     blocking(move || {
         let n = e.resume(&name)?;
@@ -95,7 +111,10 @@ async fn resume(State(engine): State<Arc<Engine>>, Path(name): Path<String>) -> 
 
 async fn status(State(engine): State<Arc<Engine>>) -> Result<Response, ApiError> {
     let e = engine.clone();
-    blocking(move || Ok(Json(json!({ "deliveries": e.status(chrono::Utc::now())? })).into_response())).await
+    blocking(move || {
+        Ok(Json(json!({ "deliveries": e.status(chrono::Utc::now())? })).into_response())
+    })
+    .await
 }
 
 #[derive(serde::Deserialize)]
@@ -105,11 +124,17 @@ struct ListQuery {
     limit: Option<u32>,
 }
 
-async fn list_batches(State(engine): State<Arc<Engine>>, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
+async fn list_batches(
+    State(engine): State<Arc<Engine>>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
     let state = match q.state.as_deref() {
         None => None,
         Some(s) => Some(BatchState::parse(s).ok_or_else(|| {
-            ApiError(StatusCode::BAD_REQUEST, json!({ "error": format!("unknown state {s:?}") }))
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                json!({ "error": format!("unknown state {s:?}") }),
+            )
         })?),
     };
     let e = engine.clone();
@@ -123,19 +148,28 @@ async fn list_batches(State(engine): State<Arc<Engine>>, Query(q): Query<ListQue
     .await
 }
 
-async fn show_batch(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn show_batch(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let e = engine.clone();
     blocking(move || {
         let b = e.batch(&id)?;
         let files = e.store.files(&b).map_err(EngineError::from)?;
         let attempts = e.store.attempts(&b).map_err(EngineError::from)?;
         let events = e.store.events(&b).map_err(EngineError::from)?;
-        Ok(Json(json!({ "batch": b, "files": files, "attempts": attempts, "events": events })).into_response())
+        Ok(
+            Json(json!({ "batch": b, "files": files, "attempts": attempts, "events": events }))
+                .into_response(),
+        )
     })
     .await
 }
 
-async fn retry(State(engine): State<Arc<Engine>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn retry(
+    State(engine): State<Arc<Engine>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let e = engine.clone();
     blocking(move || Ok(Json(json!({ "batch": e.retry(&id)? })).into_response())).await
 }

@@ -177,23 +177,51 @@ mod tests {
     #[test]
     fn paths_with_spaces_and_dots() {
         let r = rec(r#"{"First Name":"Ann","lead":{"phone_1":"(555) 123-4567"},"a.b":1}"#);
-        assert_eq!(Column::new("f", Some("First Name"), vec![]).value(&r).as_deref(), Some("Ann"));
+        assert_eq!(
+            Column::new("f", Some("First Name"), vec![])
+                .value(&r)
+                .as_deref(),
+            Some("Ann")
+        );
         let phone = Column::new("p", Some("lead.phone_1"), vec![Transform::DigitsOnly]);
         assert_eq!(phone.value(&r).as_deref(), Some("5551234567"));
-        assert_eq!(Column::new("x", Some("a.b"), vec![]).value(&r).as_deref(), Some("1"));
+        assert_eq!(
+            Column::new("x", Some("a.b"), vec![]).value(&r).as_deref(),
+            Some("1")
+        );
         assert_eq!(Column::new("m", Some("missing"), vec![]).value(&r), None);
     }
 
     #[test]
     fn transforms() {
-        let r = rec(r#"{"p":"001-307-937-7505x54026","n":"  Bob ","big":123456789012345678901,"z":""}"#);
-        assert_eq!(Column::new("p", None, vec![Transform::DigitsOnly]).value(&r).as_deref(), Some("0013079377505"));
-        let c = Column::new("n", None, vec![Transform::Trim, Transform::Uppercase, Transform::Truncate(2)]);
+        let r = rec(
+            r#"{"p":"001-307-937-7505x54026","n":"  Bob ","big":123456789012345678901,"z":""}"#,
+        );
+        assert_eq!(
+            Column::new("p", None, vec![Transform::DigitsOnly])
+                .value(&r)
+                .as_deref(),
+            Some("0013079377505")
+        );
+        let c = Column::new(
+            "n",
+            None,
+            vec![
+                Transform::Trim,
+                Transform::Uppercase,
+                Transform::Truncate(2),
+            ],
+        );
         assert_eq!(c.value(&r).as_deref(), Some("BO"));
-        assert_eq!(Column::new("big", None, vec![]).value(&r).as_deref(), Some("123456789012345678901"));
+        assert_eq!(
+            Column::new("big", None, vec![]).value(&r).as_deref(),
+            Some("123456789012345678901")
+        );
         let d = Column::new("z", None, vec![Transform::Default("N/A".into())]);
         assert_eq!(d.value(&r).as_deref(), Some("N/A"));
-        assert!(Transform::parse("shout").unwrap_err().contains("digits_only"));
+        assert!(Transform::parse("shout")
+            .unwrap_err()
+            .contains("digits_only"));
         assert!(Transform::parse("truncate:x").is_err());
     }
 }

@@ -39,7 +39,12 @@ pub enum AssembleError {
 }
 
 /// The file names of a batch, fixed when it is cut.
-pub fn file_names(delivery: &DeliveryConfig, batch_id: &str, record_count: u64, at: chrono::DateTime<chrono::Utc>) -> Vec<String> {
+pub fn file_names(
+    delivery: &DeliveryConfig,
+    batch_id: &str,
+    record_count: u64,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Vec<String> {
     vec![delivery.file.name.render(&NameContext {
         delivery: &delivery.name,
         batch_id,
@@ -61,12 +66,19 @@ pub fn columns(delivery: &DeliveryConfig) -> Vec<Column> {
 }
 
 /// Build the batch's files in the spool and return what was written.
-pub fn assemble(store: &dyn Store, batch: &Batch, delivery: &DeliveryConfig, spool_dir: &Path) -> Result<Vec<BatchFile>, AssembleError> {
+pub fn assemble(
+    store: &dyn Store,
+    batch: &Batch,
+    delivery: &DeliveryConfig,
+    spool_dir: &Path,
+) -> Result<Vec<BatchFile>, AssembleError> {
     let files = store.files(batch).map_err(|source| AssembleError::Store {
         batch: batch.id.clone(),
         source,
     })?;
-    let first = files.first().ok_or_else(|| AssembleError::NoFiles(batch.id.clone()))?;
+    let first = files
+        .first()
+        .ok_or_else(|| AssembleError::NoFiles(batch.id.clone()))?;
     let path = spool::spool_path(spool_dir, &delivery.name, &batch.id, first.part);
     let io_err = |source: std::io::Error| AssembleError::Io {
         batch: batch.id.clone(),
@@ -75,7 +87,10 @@ pub fn assemble(store: &dyn Store, batch: &Batch, delivery: &DeliveryConfig, spo
     };
     let out = SpoolWriter::create(&path).map_err(io_err)?;
     let sink = match delivery.file.compression {
-        Compression::Gzip => Sink::Gzip(GzEncoder::new(out, flate2::Compression::new(delivery.file.gzip_level))),
+        Compression::Gzip => Sink::Gzip(Box::new(GzEncoder::new(
+            out,
+            flate2::Compression::new(delivery.file.gzip_level),
+        ))),
         Compression::None => Sink::Plain(out),
     };
     let mut enc = CsvEncoder::new(&delivery.csv, sink).map_err(io_err)?;
@@ -100,7 +115,10 @@ pub fn assemble(store: &dyn Store, batch: &Batch, delivery: &DeliveryConfig, spo
             }
         };
         if cols.is_empty() {
-            cols = rec.keys().map(|k| Column::new(k, None, Vec::new())).collect();
+            cols = rec
+                .keys()
+                .map(|k| Column::new(k, None, Vec::new()))
+                .collect();
         }
         if header && !header_written {
             for c in &cols {
@@ -146,7 +164,7 @@ pub fn assemble(store: &dyn Store, batch: &Batch, delivery: &DeliveryConfig, spo
 /// The byte sink under the encoder: plain or gzip over the spool file.
 enum Sink {
     Plain(SpoolWriter),
-    Gzip(GzEncoder<SpoolWriter>),
+    Gzip(Box<GzEncoder<SpoolWriter>>),
 }
 
 impl Sink {

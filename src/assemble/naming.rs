@@ -49,17 +49,26 @@ impl NamePattern {
             return Err("file name pattern is empty".into());
         }
         if text.starts_with('/') || text.contains('\\') {
-            return Err(format!("{text:?} could escape the target directory: use a relative name without `\\`"));
+            return Err(format!(
+                "{text:?} could escape the target directory: use a relative name without `\\`"
+            ));
         }
-        if text.split('/').any(|c| c == ".." || c == "." || c.is_empty()) {
-            return Err(format!("{text:?} could escape the target directory: no `..`, `.` or empty path parts"));
+        if text
+            .split('/')
+            .any(|c| c == ".." || c == "." || c.is_empty())
+        {
+            return Err(format!(
+                "{text:?} could escape the target directory: no `..`, `.` or empty path parts"
+            ));
         }
         let mut pieces = Vec::new();
         let mut rest = text;
         while !rest.is_empty() {
             match rest.find('{') {
                 Some(0) => {
-                    let end = rest.find('}').ok_or_else(|| format!("{text:?}: `{{` without `}}`"))?;
+                    let end = rest
+                        .find('}')
+                        .ok_or_else(|| format!("{text:?}: `{{` without `}}`"))?;
                     let name = &rest[1..end];
                     pieces.push(match name {
                         "date" => Piece::Date,
@@ -152,8 +161,13 @@ mod tests {
 
     #[test]
     fn renders_in_zone() {
-        let p = NamePattern::parse("{delivery}/leads_{date}_{time}_{batch_id}_{part}_{record_count}.csv.gz").expect("ok");
-        let at = DateTime::parse_from_rfc3339("2026-01-15T03:30:00Z").expect("t").with_timezone(&Utc);
+        let p = NamePattern::parse(
+            "{delivery}/leads_{date}_{time}_{batch_id}_{part}_{record_count}.csv.gz",
+        )
+        .expect("ok");
+        let at = DateTime::parse_from_rfc3339("2026-01-15T03:30:00Z")
+            .expect("t")
+            .with_timezone(&Utc);
         let name = p.render(&NameContext {
             delivery: "acme",
             batch_id: "B7",
@@ -171,6 +185,8 @@ mod tests {
         assert!(NamePattern::parse("../x.csv").is_err());
         assert!(NamePattern::parse("/etc/x.csv").is_err());
         assert!(NamePattern::parse("a//b.csv").is_err());
-        assert!(NamePattern::parse("x_{nope}.csv").unwrap_err().contains("nope"));
+        assert!(NamePattern::parse("x_{nope}.csv")
+            .unwrap_err()
+            .contains("nope"));
     }
 }

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 
 /// Where part `part` of batch `batch_id` of `delivery` is spooled.
 pub fn spool_path(spool_dir: &Path, delivery: &str, batch_id: &str, part: u32) -> PathBuf {
-    spool_dir.join(delivery).join(batch_id).join(format!("part-{part}"))
+    spool_dir
+        .join(delivery)
+        .join(batch_id)
+        .join(format!("part-{part}"))
 }
 
 /// A writer that hashes and counts what passes through to the file.

@@ -7,7 +7,11 @@ use std::process::ExitCode;
 
 pub fn run(engine: &Engine, cmd: &BatchesCommand, json: bool) -> anyhow::Result<ExitCode> {
     match cmd {
-        BatchesCommand::List { delivery, state, limit } => {
+        BatchesCommand::List {
+            delivery,
+            state,
+            limit,
+        } => {
             let state = match state.as_deref() {
                 None => None,
                 Some(s) => match BatchState::parse(s) {
@@ -15,13 +19,19 @@ pub fn run(engine: &Engine, cmd: &BatchesCommand, json: bool) -> anyhow::Result<
                     None => {
                         eprintln!(
                             "unknown state {s:?}; one of: {}",
-                            BatchState::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                            BatchState::ALL
+                                .iter()
+                                .map(|s| s.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         );
                         return Ok(ExitCode::from(EXIT_CONFIG));
                     }
                 },
             };
-            let list = engine.store.list_batches(delivery.as_deref(), state, *limit)?;
+            let list = engine
+                .store
+                .list_batches(delivery.as_deref(), state, *limit)?;
             if json {
                 println!("{}", serde_json::json!({ "batches": list }));
             } else if list.is_empty() {
@@ -39,11 +49,22 @@ pub fn run(engine: &Engine, cmd: &BatchesCommand, json: bool) -> anyhow::Result<
             let attempts = engine.store.attempts(&b)?;
             let events = engine.store.events(&b)?;
             if json {
-                println!("{}", serde_json::json!({ "batch": b, "files": files, "attempts": attempts, "events": events }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "batch": b, "files": files, "attempts": attempts, "events": events })
+                );
                 return Ok(ExitCode::SUCCESS);
             }
-            println!("batch {}  delivery {}  state {}  trigger {}", b.id, b.delivery, b.state, b.trigger);
-            println!("  records {}  bytes in {}  created {}", b.record_count, b.bytes, b.created_at.to_rfc3339());
+            println!(
+                "batch {}  delivery {}  state {}  trigger {}",
+                b.id, b.delivery, b.state, b.trigger
+            );
+            println!(
+                "  records {}  bytes in {}  created {}",
+                b.record_count,
+                b.bytes,
+                b.created_at.to_rfc3339()
+            );
             if let Some(e) = &b.last_error {
                 println!("  last error: {e}");
             }
@@ -52,7 +73,10 @@ pub fn run(engine: &Engine, cmd: &BatchesCommand, json: bool) -> anyhow::Result<
             }
             println!("  files:");
             for f in &files {
-                println!("    {}  {} bytes  {} records  sha256 {}", f.name, f.bytes, f.records, f.sha256);
+                println!(
+                    "    {}  {} bytes  {} records  sha256 {}",
+                    f.name, f.bytes, f.records, f.sha256
+                );
             }
             println!("  attempts:");
             for a in &attempts {
@@ -66,7 +90,13 @@ pub fn run(engine: &Engine, cmd: &BatchesCommand, json: bool) -> anyhow::Result<
             }
             println!("  events:");
             for e in &events {
-                println!("    {} {} -> {}  {}", e.at.to_rfc3339(), e.from.as_deref().unwrap_or("-"), e.to, e.detail);
+                println!(
+                    "    {} {} -> {}  {}",
+                    e.at.to_rfc3339(),
+                    e.from.as_deref().unwrap_or("-"),
+                    e.to,
+                    e.detail
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -82,7 +112,11 @@ pub fn run(engine: &Engine, cmd: &BatchesCommand, json: bool) -> anyhow::Result<
             } else {
                 println!("{}", batch_line(&b));
             }
-            Ok(if b.state == BatchState::Delivered { ExitCode::SUCCESS } else { ExitCode::from(EXIT_NOT_DELIVERED) })
+            Ok(if b.state == BatchState::Delivered {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_NOT_DELIVERED)
+            })
         }
     }
 }

@@ -18,15 +18,26 @@ pub fn run(path: &Path, connect: bool, only: Option<&str>, json: bool) -> anyhow
     }
     if !connect {
         if json {
-            println!("{}", serde_json::json!({ "ok": true, "deliveries": cfg.deliveries.iter().map(|d| &d.name).collect::<Vec<_>>() }));
+            println!(
+                "{}",
+                serde_json::json!({ "ok": true, "deliveries": cfg.deliveries.iter().map(|d| &d.name).collect::<Vec<_>>() })
+            );
         } else {
-            println!("{}: ok ({} deliveries)", path.display(), cfg.deliveries.len());
+            println!(
+                "{}: ok ({} deliveries)",
+                path.display(),
+                cfg.deliveries.len()
+            );
         }
         return Ok(ExitCode::SUCCESS);
     }
     let mut failed = 0;
     let mut results = Vec::new();
-    for d in cfg.deliveries.iter().filter(|d| only.is_none_or(|n| n == d.name)) {
+    for d in cfg
+        .deliveries
+        .iter()
+        .filter(|d| only.is_none_or(|n| n == d.name))
+    {
         let dest = destination::build(&d.destination);
         match dest.check() {
             Ok(msg) => {
@@ -45,7 +56,14 @@ pub fn run(path: &Path, connect: bool, only: Option<&str>, json: bool) -> anyhow
         }
     }
     if json {
-        println!("{}", serde_json::json!({ "ok": failed == 0, "results": results }));
+        println!(
+            "{}",
+            serde_json::json!({ "ok": failed == 0, "results": results })
+        );
     }
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(EXIT_UNREACHABLE) })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_UNREACHABLE)
+    })
 }

@@ -58,17 +58,29 @@ dir = "outbox"
 pub fn run(dir: &Path, records: u64, json: bool) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let cfg_path = dir.join("consign.toml");
-    std::fs::write(&cfg_path, DEMO_CONFIG).with_context(|| format!("writing {}", cfg_path.display()))?;
+    std::fs::write(&cfg_path, DEMO_CONFIG)
+        .with_context(|| format!("writing {}", cfg_path.display()))?;
     let sample = dir.join("sample-leads.csv");
-    let file = std::fs::File::create(&sample).with_context(|| format!("writing {}", sample.display()))?;
-    crate::sample::write_csv(std::io::BufWriter::new(file), records, 2026).context("generating sample leads")?;
+    let file =
+        std::fs::File::create(&sample).with_context(|| format!("writing {}", sample.display()))?;
+    crate::sample::write_csv(std::io::BufWriter::new(file), records, 2026)
+        .context("generating sample leads")?;
     let cfg = config::load(&cfg_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let engine = Engine::open(cfg)?;
     let mut queued = 0u64;
-    crate::intake::read_file(&sample, crate::intake::Format::Csv, 1 << 20, 5000, &mut |chunk, _| {
-        queued += chunk.len() as u64;
-        engine.enqueue("demo-partner", chunk).map(|_| ()).map_err(|e| e.to_string())
-    })
+    crate::intake::read_file(
+        &sample,
+        crate::intake::Format::Csv,
+        1 << 20,
+        5000,
+        &mut |chunk, _| {
+            queued += chunk.len() as u64;
+            engine
+                .enqueue("demo-partner", chunk)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        },
+    )
     .map_err(|e| anyhow::anyhow!("{}: {e}", sample.display()))?;
     let batches = engine.flush("demo-partner")?;
     let mut out = Vec::new();
@@ -80,12 +92,20 @@ pub fn run(dir: &Path, records: u64, json: bool) -> anyhow::Result<ExitCode> {
             let path = outbox.join(&f.name);
             if !json {
                 println!("delivered {}", path.display());
-                println!("  batch {}  {} records  {} bytes (gzip)  sha256 {}", b.id, f.records, f.bytes, f.sha256);
+                println!(
+                    "  batch {}  {} records  {} bytes (gzip)  sha256 {}",
+                    b.id, f.records, f.bytes, f.sha256
+                );
             }
             out.push(serde_json::json!({ "batch": b.id, "state": b.state, "file": path, "records": f.records, "bytes": f.bytes, "sha256": f.sha256 }));
         }
         if b.state != BatchState::Delivered {
-            eprintln!("batch {} is {}: {}", b.id, b.state, b.last_error.unwrap_or_default());
+            eprintln!(
+                "batch {} is {}: {}",
+                b.id,
+                b.state,
+                b.last_error.unwrap_or_default()
+            );
             return Ok(ExitCode::from(super::EXIT_NOT_DELIVERED));
         }
     }
@@ -94,7 +114,10 @@ pub fn run(dir: &Path, records: u64, json: bool) -> anyhow::Result<ExitCode> {
     } else {
         println!("queued {queued} sample leads from {}", sample.display());
         println!("look inside: zcat {}/outbox/*.csv.gz | head", dir.display());
-        println!("status:      consign --config {} status", cfg_path.display());
+        println!(
+            "status:      consign --config {} status",
+            cfg_path.display()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -11,13 +11,22 @@ use std::process::ExitCode;
 const CHUNK: usize = 5_000;
 const PROGRESS_ABOVE: u64 = 4 << 20;
 
-pub fn run(engine: &Engine, delivery: &str, format: Option<Format>, files: &[PathBuf], json: bool) -> anyhow::Result<ExitCode> {
+pub fn run(
+    engine: &Engine,
+    delivery: &str,
+    format: Option<Format>,
+    files: &[PathBuf],
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     engine.delivery(delivery)?;
     let max_record = engine.config.server.max_record.0 as usize;
     let mut summary = Vec::new();
     for path in files {
         let Some(fmt) = format.or_else(|| Format::from_path(path)) else {
-            eprintln!("{}: cannot tell the format from the extension; pass --format csv|ndjson|json", path.display());
+            eprintln!(
+                "{}: cannot tell the format from the extension; pass --format csv|ndjson|json",
+                path.display()
+            );
             return Ok(ExitCode::from(EXIT_CONFIG));
         };
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
@@ -73,7 +82,10 @@ pub fn run(engine: &Engine, delivery: &str, format: Option<Format>, files: &[Pat
         summary.push(serde_json::json!({ "file": path, "records": count, "first_id": first, "last_id": ids.last() }));
     }
     if json {
-        println!("{}", serde_json::json!({ "delivery": delivery, "files": summary }));
+        println!(
+            "{}",
+            serde_json::json!({ "delivery": delivery, "files": summary })
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -19,7 +19,11 @@ pub fn run(engine: &Engine, delivery: &str, deliver: bool, json: bool) -> anyhow
     let mut out = Vec::new();
     let mut all_delivered = true;
     for b in batches {
-        let b = if deliver { engine.attempt(&b)?.unwrap_or(b) } else { b };
+        let b = if deliver {
+            engine.attempt(&b)?.unwrap_or(b)
+        } else {
+            b
+        };
         if deliver && b.state != BatchState::Delivered {
             all_delivered = false;
         }
@@ -33,7 +37,10 @@ pub fn run(engine: &Engine, delivery: &str, deliver: bool, json: bool) -> anyhow
                 println!("    delivered: {r}");
             }
             if let Some(at) = b.next_attempt_at {
-                println!("    next attempt at {} (by `consign serve`)", at.to_rfc3339());
+                println!(
+                    "    next attempt at {} (by `consign serve`)",
+                    at.to_rfc3339()
+                );
             }
         }
         out.push(serde_json::json!({ "batch": b, "files": files }));
@@ -41,5 +48,9 @@ pub fn run(engine: &Engine, delivery: &str, deliver: bool, json: bool) -> anyhow
     if json {
         println!("{}", serde_json::json!({ "batches": out }));
     }
-    Ok(if all_delivered { ExitCode::SUCCESS } else { ExitCode::from(EXIT_NOT_DELIVERED) })
+    Ok(if all_delivered {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_NOT_DELIVERED)
+    })
 }

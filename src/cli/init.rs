@@ -91,11 +91,17 @@ max_delay = "30m"
 
 pub fn run(path: &Path, force: bool) -> anyhow::Result<ExitCode> {
     if path.exists() && !force {
-        eprintln!("{} already exists; use --force to overwrite", path.display());
+        eprintln!(
+            "{} already exists; use --force to overwrite",
+            path.display()
+        );
         return Ok(ExitCode::from(super::EXIT_CONFIG));
     }
     std::fs::write(path, STARTER).with_context(|| format!("writing {}", path.display()))?;
-    println!("wrote {}; check it with `consign check`, then `consign serve`", path.display());
+    println!(
+        "wrote {}; check it with `consign check`, then `consign serve`",
+        path.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -103,8 +109,12 @@ pub fn run(path: &Path, force: bool) -> anyhow::Result<ExitCode> {
 mod tests {
     #[test]
     fn starter_config_is_valid() {
-        let c = crate::config::load_str(super::STARTER, std::path::Path::new("consign.toml"), std::path::Path::new("/x"))
-            .expect("starter config must load");
+        let c = crate::config::load_str(
+            super::STARTER,
+            std::path::Path::new("consign.toml"),
+            std::path::Path::new("/x"),
+        )
+        .expect("starter config must load");
         assert_eq!(c.deliveries.len(), 1);
     }
 }

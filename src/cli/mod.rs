@@ -27,10 +27,20 @@ pub const EXIT_NOT_DELIVERED: u8 = 3;
 pub const EXIT_UNREACHABLE: u8 = 4;
 
 #[derive(Debug, Parser)]
-#[command(name = "consign", version, about = "Batch file delivery engine: queue leads, cut batches, assemble files, deliver them")]
+#[command(
+    name = "consign",
+    version,
+    about = "Batch file delivery engine: queue leads, cut batches, assemble files, deliver them"
+)]
 pub struct Cli {
     /// Config file.
-    #[arg(short, long, global = true, env = "CONSIGN_CONFIG", default_value = "consign.toml")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "CONSIGN_CONFIG",
+        default_value = "consign.toml"
+    )]
     pub config: PathBuf,
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
@@ -138,14 +148,20 @@ pub fn init_logging(cli: &Cli) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("consign={default},warn")));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Load the config or print every error and return the exit code.
 pub fn load_config(path: &Path) -> Result<Config, ExitCode> {
     config::load(path).map_err(|e| {
         eprint!("{e}");
-        if e.errors.iter().any(|x| x.message.starts_with("cannot read")) {
+        if e.errors
+            .iter()
+            .any(|x| x.message.starts_with("cannot read"))
+        {
             eprintln!("hint: create one with `consign init`, or pass --config PATH");
         }
         ExitCode::from(EXIT_CONFIG)
@@ -158,7 +174,9 @@ fn open_engine(path: &Path) -> Result<Result<Engine, ExitCode>, anyhow::Error> {
         Err(code) => return Ok(Err(code)),
     };
     let store_path = cfg.store.path.clone();
-    Ok(Ok(Engine::open(cfg).with_context(|| format!("opening store {}", store_path.display()))?))
+    Ok(Ok(Engine::open(cfg).with_context(|| {
+        format!("opening store {}", store_path.display())
+    })?))
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -173,22 +191,35 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
     match cli.command {
         Command::Init { force } => init::run(&cli.config, force),
-        Command::Check { connect, ref delivery } => check::run(&cli.config, connect, delivery.as_deref(), json),
+        Command::Check {
+            connect,
+            ref delivery,
+        } => check::run(&cli.config, connect, delivery.as_deref(), json),
         Command::Serve => {
             let engine = Arc::new(engine!());
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             rt.block_on(crate::serve::serve(engine))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Enqueue { ref delivery, format, ref files } => enqueue::run(&engine!(), delivery, format, files, json),
-        Command::Flush { ref delivery, no_deliver } => flush::run(&engine!(), delivery, !no_deliver, json),
+        Command::Enqueue {
+            ref delivery,
+            format,
+            ref files,
+        } => enqueue::run(&engine!(), delivery, format, files, json),
+        Command::Flush {
+            ref delivery,
+            no_deliver,
+        } => flush::run(&engine!(), delivery, !no_deliver, json),
         Command::Status => status::run(&engine!(), json),
         Command::Batches(ref cmd) => batches::run(&engine!(), cmd, json),
         Command::Deliveries(DeliveriesCommand::Resume { ref name }) => {
             let e = engine!();
             let n = e.resume(name)?;
             if json {
-                println!("{}", serde_json::json!({ "resumed": name, "batches_ready": n }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "resumed": name, "batches_ready": n })
+                );
             } else {
                 println!("delivery {name} resumed; {n} suspended batch(es) are ready again (delivered by `consign serve`, or `consign batches retry ID`)");
             }

@@ -13,17 +13,34 @@ pub fn run(engine: &Engine, json: bool) -> anyhow::Result<ExitCode> {
     for s in &status {
         println!("{}  [{}]  -> {}", s.name, s.state, s.destination);
         if let Some(r) = &s.suspended_reason {
-            println!("    SUSPENDED: {r}\n    resume with: consign deliveries resume {}", s.name);
+            println!(
+                "    SUSPENDED: {r}\n    resume with: consign deliveries resume {}",
+                s.name
+            );
         }
         let age = s
             .oldest_age_seconds
-            .map(|a| format!(", oldest {}", humantime::format_duration(std::time::Duration::from_secs(a.max(0) as u64))))
+            .map(|a| {
+                format!(
+                    ", oldest {}",
+                    humantime::format_duration(std::time::Duration::from_secs(a.max(0) as u64))
+                )
+            })
             .unwrap_or_default();
-        println!("    pending: {} record(s), {} bytes{age}", s.pending.count, s.pending.bytes);
+        println!(
+            "    pending: {} record(s), {} bytes{age}",
+            s.pending.count, s.pending.bytes
+        );
         match (&s.next_trigger, s.next_trigger_at) {
             (Some(t), Some(at)) => {
-                let zone = engine.delivery(&s.name).map(|d| d.timezone.0).unwrap_or(chrono_tz::UTC);
-                println!("    next trigger: {t} at {}", at.with_timezone(&zone).format("%Y-%m-%d %H:%M:%S %Z"));
+                let zone = engine
+                    .delivery(&s.name)
+                    .map(|d| d.timezone.0)
+                    .unwrap_or(chrono_tz::UTC);
+                println!(
+                    "    next trigger: {t} at {}",
+                    at.with_timezone(&zone).format("%Y-%m-%d %H:%M:%S %Z")
+                );
             }
             (Some(t), None) => println!("    next trigger: {t}"),
             _ => println!("    next trigger: manual flush only"),
@@ -31,7 +48,13 @@ pub fn run(engine: &Engine, json: bool) -> anyhow::Result<ExitCode> {
         if !s.batches.is_empty() {
             let mut v: Vec<_> = s.batches.iter().collect();
             v.sort();
-            println!("    batches: {}", v.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", "));
+            println!(
+                "    batches: {}",
+                v.iter()
+                    .map(|(k, n)| format!("{k} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

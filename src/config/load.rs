@@ -168,7 +168,11 @@ struct Cx<'r> {
 impl<'r> Cx<'r> {
     fn line_of(&self, span: &Range<usize>) -> usize {
         let end = span.start.min(self.raw.len());
-        self.raw.as_bytes()[..end].iter().filter(|b| **b == b'\n').count() + 1
+        self.raw.as_bytes()[..end]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1
     }
 
     fn push(&mut self, path: &str, span: Option<Range<usize>>, message: String) {
@@ -192,12 +196,13 @@ impl<'r> Cx<'r> {
     }
 
     /// Deserialize one value (scalar or table) with spans kept for errors.
-    fn value<T: DeserializeOwned>(&mut self, path: &str, value: &Spanned<DeValue<'_>>) -> Option<T> {
+    fn value<T: DeserializeOwned>(
+        &mut self,
+        path: &str,
+        value: &Spanned<DeValue<'_>>,
+    ) -> Option<T> {
         let mut one = DeTable::new();
-        one.insert(
-            Spanned::new(value.span(), "v".into()),
-            value.clone(),
-        );
+        one.insert(Spanned::new(value.span(), "v".into()), value.clone());
         let de = Deserializer::from(Spanned::new(value.span(), one));
         match BTreeMap::<String, T>::deserialize(de) {
             Ok(mut m) => m.remove("v"),
@@ -210,14 +215,22 @@ impl<'r> Cx<'r> {
 
     fn delivery(&mut self, index: usize, item: &Spanned<DeValue<'_>>) -> Option<DeliveryConfig> {
         let DeValue::Table(table) = item.get_ref() else {
-            self.push(&format!("delivery[{index}]"), Some(item.span()), "must be a table".into());
+            self.push(
+                &format!("delivery[{index}]"),
+                Some(item.span()),
+                "must be a table".into(),
+            );
             return None;
         };
         let errors_before = self.errors.len();
         let name = match table.get("name") {
             Some(v) => self.value::<String>(&format!("delivery[{index}].name"), v),
             None => {
-                self.push(&format!("delivery[{index}]"), Some(item.span()), "missing key `name`".into());
+                self.push(
+                    &format!("delivery[{index}]"),
+                    Some(item.span()),
+                    "missing key `name`".into(),
+                );
                 None
             }
         };
@@ -227,7 +240,9 @@ impl<'r> Cx<'r> {
         };
         if let Some(n) = &name {
             if n.is_empty()
-                || !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                || !n
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             {
                 let span = table.get("name").map(|v| v.span());
                 self.push(
@@ -294,14 +309,22 @@ impl<'r> Cx<'r> {
                 "`cron` and `at` both set: use one schedule form".into(),
             );
         } else if let Some(expr) = trigger.cron.clone() {
-            match Schedule::cron(&expr, timezone.clone()) {
+            match Schedule::cron(&expr, timezone) {
                 Ok(s) => trigger.schedule = Some(s),
-                Err(e) => self.push(&format!("{label}.trigger.cron"), span_of(&["trigger", "cron"]), e),
+                Err(e) => self.push(
+                    &format!("{label}.trigger.cron"),
+                    span_of(&["trigger", "cron"]),
+                    e,
+                ),
             }
         } else if let Some(at) = trigger.at.clone() {
-            match Schedule::simple(&at, trigger.days.as_deref().unwrap_or(&[]), timezone.clone()) {
+            match Schedule::simple(&at, trigger.days.as_deref().unwrap_or(&[]), timezone) {
                 Ok(s) => trigger.schedule = Some(s),
-                Err(e) => self.push(&format!("{label}.trigger.at"), span_of(&["trigger", "at"]), e),
+                Err(e) => self.push(
+                    &format!("{label}.trigger.at"),
+                    span_of(&["trigger", "at"]),
+                    e,
+                ),
             }
         } else if trigger.days.is_some() {
             self.push(
@@ -311,11 +334,19 @@ impl<'r> Cx<'r> {
             );
         }
         if batch.max_records == 0 {
-            self.push(&format!("{label}.batch.max_records"), span_of(&["batch", "max_records"]), "must be at least 1".into());
+            self.push(
+                &format!("{label}.batch.max_records"),
+                span_of(&["batch", "max_records"]),
+                "must be at least 1".into(),
+            );
         }
         if let Some(n) = trigger.records {
             if n == 0 {
-                self.push(&format!("{label}.trigger.records"), span_of(&["trigger", "records"]), "must be at least 1".into());
+                self.push(
+                    &format!("{label}.trigger.records"),
+                    span_of(&["trigger", "records"]),
+                    "must be at least 1".into(),
+                );
             } else if n > batch.max_records {
                 self.push(
                     &format!("{label}.trigger.records"),
@@ -325,53 +356,105 @@ impl<'r> Cx<'r> {
             }
         }
         if file.gzip_level > 9 {
-            self.push(&format!("{label}.file.gzip_level"), span_of(&["file", "gzip_level"]), format!("{} is not a gzip level (0-9)", file.gzip_level));
+            self.push(
+                &format!("{label}.file.gzip_level"),
+                span_of(&["file", "gzip_level"]),
+                format!("{} is not a gzip level (0-9)", file.gzip_level),
+            );
         }
         let ends_gz = file.name.literal_suffix().ends_with(".gz");
         if file.compression == Compression::Gzip && !ends_gz {
-            self.push(&format!("{label}.file.name"), span_of(&["file", "name"]), "compression is gzip but the name pattern does not end in `.gz`".into());
+            self.push(
+                &format!("{label}.file.name"),
+                span_of(&["file", "name"]),
+                "compression is gzip but the name pattern does not end in `.gz`".into(),
+            );
         }
         if file.compression == Compression::None && ends_gz {
-            self.push(&format!("{label}.file.name"), span_of(&["file", "name"]), "the name ends in `.gz` but compression is none".into());
+            self.push(
+                &format!("{label}.file.name"),
+                span_of(&["file", "name"]),
+                "the name ends in `.gz` but compression is none".into(),
+            );
         }
         if csv.delimiter == csv.quote {
-            self.push(&format!("{label}.csv.delimiter"), span_of(&["csv", "delimiter"]), "delimiter and quote are the same character".into());
+            self.push(
+                &format!("{label}.csv.delimiter"),
+                span_of(&["csv", "delimiter"]),
+                "delimiter and quote are the same character".into(),
+            );
         }
         for (c, key) in [(csv.delimiter, "delimiter"), (csv.quote, "quote")] {
             if !c.is_ascii() {
-                self.push(&format!("{label}.csv.{key}"), span_of(&["csv", key]), format!("{c:?} is not a single-byte (ASCII) character"));
+                self.push(
+                    &format!("{label}.csv.{key}"),
+                    span_of(&["csv", key]),
+                    format!("{c:?} is not a single-byte (ASCII) character"),
+                );
             }
         }
         if let Some(c) = csv.escape {
             if !c.is_ascii() {
-                self.push(&format!("{label}.csv.escape"), span_of(&["csv", "escape"]), format!("{c:?} is not a single-byte (ASCII) character"));
+                self.push(
+                    &format!("{label}.csv.escape"),
+                    span_of(&["csv", "escape"]),
+                    format!("{c:?} is not a single-byte (ASCII) character"),
+                );
             }
         }
         let mut names = HashSet::new();
         for f in &fields {
             if !names.insert(f.name.clone()) {
-                self.push(&format!("{label}.field[{}]", f.name), span_of(&["field"]), "duplicate output column name".into());
+                self.push(
+                    &format!("{label}.field[{}]", f.name),
+                    span_of(&["field"]),
+                    "duplicate output column name".into(),
+                );
             }
         }
         if retry.max_attempts == 0 {
-            self.push(&format!("{label}.retry.max_attempts"), span_of(&["retry", "max_attempts"]), "must be at least 1".into());
+            self.push(
+                &format!("{label}.retry.max_attempts"),
+                span_of(&["retry", "max_attempts"]),
+                "must be at least 1".into(),
+            );
         }
-        if !(retry.multiplier >= 1.0) {
-            self.push(&format!("{label}.retry.multiplier"), span_of(&["retry", "multiplier"]), "must be 1.0 or more".into());
+        if retry.multiplier.is_nan() || retry.multiplier < 1.0 {
+            self.push(
+                &format!("{label}.retry.multiplier"),
+                span_of(&["retry", "multiplier"]),
+                "must be 1.0 or more".into(),
+            );
         }
         if !(0.0..=1.0).contains(&retry.jitter) {
-            self.push(&format!("{label}.retry.jitter"), span_of(&["retry", "jitter"]), "must be between 0.0 and 1.0".into());
+            self.push(
+                &format!("{label}.retry.jitter"),
+                span_of(&["retry", "jitter"]),
+                "must be between 0.0 and 1.0".into(),
+            );
         }
         if let Some(DestinationConfig::Sftp(s)) = &destination {
             let at = span_of(&["destination"]);
             if s.password.is_none() && s.private_key.is_none() {
-                self.push(&format!("{label}.destination"), at.clone(), "sftp needs `password` or `private_key`".into());
+                self.push(
+                    &format!("{label}.destination"),
+                    at.clone(),
+                    "sftp needs `password` or `private_key`".into(),
+                );
             }
             if s.passphrase.is_some() && s.private_key.is_none() {
-                self.push(&format!("{label}.destination.passphrase"), at.clone(), "`passphrase` without `private_key`".into());
+                self.push(
+                    &format!("{label}.destination.passphrase"),
+                    at.clone(),
+                    "`passphrase` without `private_key`".into(),
+                );
             }
             if s.temp_suffix.is_empty() || s.temp_suffix.contains('/') {
-                self.push(&format!("{label}.destination.temp_suffix"), at, "must be a non-empty suffix without `/`".into());
+                self.push(
+                    &format!("{label}.destination.temp_suffix"),
+                    at,
+                    "must be a non-empty suffix without `/`".into(),
+                );
             }
         }
         if self.errors.len() > errors_before {
@@ -462,7 +545,11 @@ type = "local"
 dir = "x"
 "#;
         let e = errs(text);
-        let find = |p: &str| e.iter().find(|x| x.path.starts_with(p)).unwrap_or_else(|| panic!("no error for {p}: {e:#?}"));
+        let find = |p: &str| {
+            e.iter()
+                .find(|x| x.path.starts_with(p))
+                .unwrap_or_else(|| panic!("no error for {p}: {e:#?}"))
+        };
         assert_eq!(find("store").line, Some(3));
         let tz = find("delivery[a].timezone");
         assert_eq!(tz.line, Some(7));
@@ -493,6 +580,10 @@ username = "u"
 password = "${env:CONSIGN_TEST_UNSET_PW}"
 "#;
         let e = errs(text);
-        assert!(e.iter().any(|x| x.message.contains("CONSIGN_TEST_UNSET_PW")), "{e:#?}");
+        assert!(
+            e.iter()
+                .any(|x| x.message.contains("CONSIGN_TEST_UNSET_PW")),
+            "{e:#?}"
+        );
     }
 }

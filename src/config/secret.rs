@@ -61,7 +61,9 @@ pub fn expand(raw: &str) -> Result<String, String> {
             .ok_or_else(|| format!("unterminated reference in {:?}: missing `}}`", redact(raw)))?;
         let reference = &after[..end];
         let value = if let Some(name) = reference.strip_prefix("env:") {
-            std::env::var(name).map_err(|_| format!("environment variable {name} is not set (referenced as ${{env:{name}}})"))?
+            std::env::var(name).map_err(|_| {
+                format!("environment variable {name} is not set (referenced as ${{env:{name}}})")
+            })?
         } else if let Some(path) = reference.strip_prefix("file:") {
             let mut text = std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read secret file {path}: {e}"))?;
@@ -99,11 +101,17 @@ mod tests {
     #[test]
     fn expands_env_and_file() {
         std::env::set_var("CONSIGN_TEST_SECRET_X", "s3cr3t");
-        assert_eq!(expand("a${env:CONSIGN_TEST_SECRET_X}b").as_deref(), Ok("as3cr3tb"));
+        assert_eq!(
+            expand("a${env:CONSIGN_TEST_SECRET_X}b").as_deref(),
+            Ok("as3cr3tb")
+        );
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("pw");
         std::fs::write(&p, "filepw\n").expect("write");
-        assert_eq!(expand(&format!("${{file:{}}}", p.display())).as_deref(), Ok("filepw"));
+        assert_eq!(
+            expand(&format!("${{file:{}}}", p.display())).as_deref(),
+            Ok("filepw")
+        );
         let err = expand("${env:CONSIGN_NOPE_NOT_SET}").unwrap_err();
         assert!(err.contains("CONSIGN_NOPE_NOT_SET"), "{err}");
         assert_eq!(format!("{:?}", Secret::new("pw")), "Secret(***)");

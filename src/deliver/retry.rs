@@ -19,7 +19,9 @@ pub enum Decision {
 
 /// Delay before attempt `attempt + 1`, before jitter: initial × multiplier^(attempt-1), capped.
 pub fn base_delay(cfg: &RetryConfig, attempt: u32) -> Duration {
-    let exp = cfg.multiplier.powi(attempt.saturating_sub(1).min(60) as i32);
+    let exp = cfg
+        .multiplier
+        .powi(attempt.saturating_sub(1).min(60) as i32);
     let secs = cfg.initial_delay.0.as_secs_f64() * exp;
     Duration::from_secs_f64(secs.min(cfg.max_delay.0.as_secs_f64()))
 }
@@ -31,7 +33,13 @@ pub fn jittered(cfg: &RetryConfig, base: Duration, unit: f64) -> Duration {
 }
 
 /// Decide after failed attempt number `attempt` (1-based).
-pub fn decide(cfg: &RetryConfig, class: ErrorClass, attempt: u32, now: DateTime<Utc>, unit: f64) -> Decision {
+pub fn decide(
+    cfg: &RetryConfig,
+    class: ErrorClass,
+    attempt: u32,
+    now: DateTime<Utc>,
+    unit: f64,
+) -> Decision {
     match class {
         ErrorClass::Auth | ErrorClass::HostKey => Decision::Suspend,
         ErrorClass::Permission | ErrorClass::NotFound | ErrorClass::Permanent => Decision::Manual,
@@ -40,7 +48,9 @@ pub fn decide(cfg: &RetryConfig, class: ErrorClass, attempt: u32, now: DateTime<
                 Decision::Manual
             } else {
                 let d = jittered(cfg, base_delay(cfg, attempt), unit);
-                Decision::RetryAt(now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX))
+                Decision::RetryAt(
+                    now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX),
+                )
             }
         }
     }
@@ -68,9 +78,18 @@ mod tests {
         assert_eq!(base_delay(&c, 2), Duration::from_secs(30));
         assert_eq!(base_delay(&c, 3), Duration::from_secs(60));
         assert_eq!(base_delay(&c, 30), Duration::from_secs(60));
-        assert_eq!(jittered(&c, Duration::from_secs(10), 0.0), Duration::from_secs(8));
-        assert_eq!(jittered(&c, Duration::from_secs(10), 1.0), Duration::from_secs(12));
-        assert_eq!(jittered(&c, Duration::from_secs(10), 0.5), Duration::from_secs(10));
+        assert_eq!(
+            jittered(&c, Duration::from_secs(10), 0.0),
+            Duration::from_secs(8)
+        );
+        assert_eq!(
+            jittered(&c, Duration::from_secs(10), 1.0),
+            Duration::from_secs(12)
+        );
+        assert_eq!(
+            jittered(&c, Duration::from_secs(10), 0.5),
+            Duration::from_secs(10)
+        );
     }
 
     #[test]
@@ -78,9 +97,21 @@ mod tests {
         let c = cfg();
         let now = Utc::now();
         assert_eq!(decide(&c, ErrorClass::Auth, 1, now, 0.5), Decision::Suspend);
-        assert_eq!(decide(&c, ErrorClass::HostKey, 1, now, 0.5), Decision::Suspend);
-        assert_eq!(decide(&c, ErrorClass::Permission, 1, now, 0.5), Decision::Manual);
-        assert_eq!(decide(&c, ErrorClass::Connect, 1, now, 0.5), Decision::RetryAt(now + chrono::Duration::seconds(10)));
-        assert_eq!(decide(&c, ErrorClass::Timeout, 4, now, 0.5), Decision::Manual);
+        assert_eq!(
+            decide(&c, ErrorClass::HostKey, 1, now, 0.5),
+            Decision::Suspend
+        );
+        assert_eq!(
+            decide(&c, ErrorClass::Permission, 1, now, 0.5),
+            Decision::Manual
+        );
+        assert_eq!(
+            decide(&c, ErrorClass::Connect, 1, now, 0.5),
+            Decision::RetryAt(now + chrono::Duration::seconds(10))
+        );
+        assert_eq!(
+            decide(&c, ErrorClass::Timeout, 4, now, 0.5),
+            Decision::Manual
+        );
     }
 }

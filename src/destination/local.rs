@@ -27,7 +27,10 @@ impl LocalDestination {
         if !self.cfg.create_dirs {
             return Err(DestinationError::new(
                 ErrorClass::NotFound,
-                format!("directory {} does not exist (create_dirs = false)", dir.display()),
+                format!(
+                    "directory {} does not exist (create_dirs = false)",
+                    dir.display()
+                ),
             ));
         }
         fs::create_dir_all(dir).map_err(|e| self.fail("cannot create directory", dir, e))
@@ -50,10 +53,13 @@ impl Destination for LocalDestination {
                 dest.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
                 shipment.batch_id
             ));
-            let mut src = File::open(&f.path).map_err(|e| self.fail("cannot read spool file", &f.path, e))?;
+            let mut src =
+                File::open(&f.path).map_err(|e| self.fail("cannot read spool file", &f.path, e))?;
             let mut out = File::create(&tmp).map_err(|e| self.fail("cannot create", &tmp, e))?;
-            let copied = io::copy(&mut src, &mut out).map_err(|e| self.fail("cannot write", &tmp, e))?;
-            out.sync_all().map_err(|e| self.fail("cannot fsync", &tmp, e))?;
+            let copied =
+                io::copy(&mut src, &mut out).map_err(|e| self.fail("cannot write", &tmp, e))?;
+            out.sync_all()
+                .map_err(|e| self.fail("cannot fsync", &tmp, e))?;
             drop(out);
             if copied != f.bytes {
                 let _ = fs::remove_file(&tmp);
@@ -80,7 +86,10 @@ impl Destination for LocalDestination {
         let back = fs::read(&probe).map_err(|e| self.fail("cannot read back", &probe, e))?;
         let _ = fs::remove_file(&probe);
         if back != b"ok" {
-            return Err(DestinationError::new(ErrorClass::Permanent, "read back different bytes"));
+            return Err(DestinationError::new(
+                ErrorClass::Permanent,
+                "read back different bytes",
+            ));
         }
         Ok(format!("{} is writable", self.cfg.dir.display()))
     }

@@ -122,7 +122,8 @@ pub fn io_class(e: &std::io::Error) -> ErrorClass {
         PermissionDenied | ReadOnlyFilesystem => ErrorClass::Permission,
         NotFound => ErrorClass::NotFound,
         TimedOut | WouldBlock => ErrorClass::Timeout,
-        ConnectionRefused | ConnectionReset | ConnectionAborted | NotConnected | AddrNotAvailable | HostUnreachable | NetworkUnreachable => ErrorClass::Connect,
+        ConnectionRefused | ConnectionReset | ConnectionAborted | NotConnected
+        | AddrNotAvailable | HostUnreachable | NetworkUnreachable => ErrorClass::Connect,
         BrokenPipe | UnexpectedEof | Interrupted | StorageFull => ErrorClass::Transient,
         _ => ErrorClass::Transient,
     }

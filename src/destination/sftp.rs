@@ -9,7 +9,9 @@
 
 use super::*;
 use crate::config::SftpConfig;
-use ssh2::{CheckResult, ErrorCode, KnownHostFileKind, OpenFlags, OpenType, RenameFlags, Session, Sftp};
+use ssh2::{
+    CheckResult, ErrorCode, KnownHostFileKind, OpenFlags, OpenType, RenameFlags, Session, Sftp,
+};
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -46,12 +48,21 @@ fn classify(e: &ssh2::Error, what: &str) -> DestinationError {
     let class = match e.code() {
         ErrorCode::SFTP(status::NO_SUCH_FILE) => ErrorClass::NotFound,
         ErrorCode::SFTP(status::PERMISSION_DENIED) => ErrorClass::Permission,
-        ErrorCode::SFTP(status::NO_CONNECTION | status::CONNECTION_LOST | status::FAILURE) => ErrorClass::Transient,
+        ErrorCode::SFTP(status::NO_CONNECTION | status::CONNECTION_LOST | status::FAILURE) => {
+            ErrorClass::Transient
+        }
         ErrorCode::SFTP(_) => ErrorClass::Permanent,
         ErrorCode::Session(code::TIMEOUT | code::SOCKET_TIMEOUT) => ErrorClass::Timeout,
-        ErrorCode::Session(code::AUTHENTICATION_FAILED | code::PUBLICKEY_UNVERIFIED | code::FILE) => ErrorClass::Auth,
         ErrorCode::Session(
-            code::BANNER_RECV | code::BANNER_SEND | code::KEX_FAILURE | code::SOCKET_SEND | code::SOCKET_DISCONNECT | code::SOCKET_RECV,
+            code::AUTHENTICATION_FAILED | code::PUBLICKEY_UNVERIFIED | code::FILE,
+        ) => ErrorClass::Auth,
+        ErrorCode::Session(
+            code::BANNER_RECV
+            | code::BANNER_SEND
+            | code::KEX_FAILURE
+            | code::SOCKET_SEND
+            | code::SOCKET_DISCONNECT
+            | code::SOCKET_RECV,
         ) => ErrorClass::Connect,
         ErrorCode::Session(_) => ErrorClass::Transient,
     };
@@ -74,7 +85,9 @@ impl SftpDestination {
 
     fn known_hosts_path(&self) -> PathBuf {
         self.cfg.known_hosts.clone().unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/root"));
             home.join(".ssh").join("known_hosts")
         })
     }
@@ -84,7 +97,9 @@ impl SftpDestination {
         let port = self.cfg.port;
         let addrs: Vec<_> = (host, port)
             .to_socket_addrs()
-            .map_err(|e| DestinationError::new(ErrorClass::Connect, format!("cannot resolve {host}: {e}")))?
+            .map_err(|e| {
+                DestinationError::new(ErrorClass::Connect, format!("cannot resolve {host}: {e}"))
+            })?
             .collect();
         let mut last = None;
         let mut tcp = None;
@@ -98,14 +113,22 @@ impl SftpDestination {
             }
         }
         let tcp = tcp.ok_or_else(|| {
-            let e = last.map(|e| e.to_string()).unwrap_or_else(|| "no address".into());
-            let class = if e.contains("timed out") { ErrorClass::Timeout } else { ErrorClass::Connect };
+            let e = last
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "no address".into());
+            let class = if e.contains("timed out") {
+                ErrorClass::Timeout
+            } else {
+                ErrorClass::Connect
+            };
             DestinationError::new(class, format!("cannot connect to {host}:{port}: {e}"))
         })?;
         let io = Some(self.cfg.io_timeout.0);
         tcp.set_read_timeout(io)
             .and_then(|_| tcp.set_write_timeout(io))
-            .map_err(|e| DestinationError::new(ErrorClass::Connect, format!("socket setup: {e}")))?;
+            .map_err(|e| {
+                DestinationError::new(ErrorClass::Connect, format!("socket setup: {e}"))
+            })?;
         let mut session = Session::new().map_err(|e| classify(&e, "ssh session"))?;
         session.set_tcp_stream(tcp);
         session.set_timeout(self.cfg.io_timeout.0.as_millis().min(u32::MAX as u128) as u32);
@@ -114,29 +137,52 @@ impl SftpDestination {
             .map_err(|e| classify(&e, &format!("SSH handshake with {host}:{port}")))?;
         self.verify_host_key(&session)?;
         self.authenticate(&session)?;
-        let sftp = session.sftp().map_err(|e| classify(&e, "starting the SFTP subsystem"))?;
-        Ok(Connection { _session: session, sftp })
+        let sftp = session
+            .sftp()
+            .map_err(|e| classify(&e, "starting the SFTP subsystem"))?;
+        Ok(Connection {
+            _session: session,
+            sftp,
+        })
     }
 
     fn verify_host_key(&self, session: &Session) -> Result<(), DestinationError> {
         let host = self.host();
         let port = self.cfg.port;
         if self.cfg.insecure_accept_any_host_key {
-            tracing::warn!(host, port, "host key NOT verified (insecure_accept_any_host_key = true)");
+            tracing::warn!(
+                host,
+                port,
+                "host key NOT verified (insecure_accept_any_host_key = true)"
+            );
             return Ok(());
         }
-        let (key, _) = session
-            .host_key()
-            .ok_or_else(|| DestinationError::new(ErrorClass::HostKey, format!("{host}:{port} sent no host key")))?;
-        let path = self.known_hosts_path();
-        let mut kh = session.known_hosts().map_err(|e| classify(&e, "known_hosts"))?;
-        kh.read_file(&path, KnownHostFileKind::OpenSSH).map_err(|e| {
+        let (key, _) = session.host_key().ok_or_else(|| {
             DestinationError::new(
                 ErrorClass::HostKey,
-                format!("cannot read known_hosts file {}: {}", path.display(), e.message()),
+                format!("{host}:{port} sent no host key"),
             )
         })?;
-        let entry = if port == 22 { host.to_string() } else { format!("[{host}]:{port}") };
+        let path = self.known_hosts_path();
+        let mut kh = session
+            .known_hosts()
+            .map_err(|e| classify(&e, "known_hosts"))?;
+        kh.read_file(&path, KnownHostFileKind::OpenSSH)
+            .map_err(|e| {
+                DestinationError::new(
+                    ErrorClass::HostKey,
+                    format!(
+                        "cannot read known_hosts file {}: {}",
+                        path.display(),
+                        e.message()
+                    ),
+                )
+            })?;
+        let entry = if port == 22 {
+            host.to_string()
+        } else {
+            format!("[{host}]:{port}")
+        };
         match kh.check_port(host, port, key) {
             CheckResult::Match => Ok(()),
             CheckResult::NotFound => Err(DestinationError::new(
@@ -187,7 +233,12 @@ impl SftpDestination {
         }
         Err(DestinationError::new(
             ErrorClass::Auth,
-            format!("authentication failed for user {user:?} at {}:{} ({})", self.host(), self.cfg.port, failures.join("; ")),
+            format!(
+                "authentication failed for user {user:?} at {}:{} ({})",
+                self.host(),
+                self.cfg.port,
+                failures.join("; ")
+            ),
         ))
     }
 
@@ -228,7 +279,10 @@ impl SftpDestination {
             if let Err(e) = sftp.mkdir(p, 0o755) {
                 // Lost a race with another writer, or it exists now: fine.
                 if sftp.stat(p).is_err() {
-                    return Err(classify(&e, &format!("cannot create remote directory {prefix}")));
+                    return Err(classify(
+                        &e,
+                        &format!("cannot create remote directory {prefix}"),
+                    ));
                 }
             }
         }
@@ -244,16 +298,27 @@ impl SftpDestination {
         }
         let tmp = format!("{dest}{}", self.cfg.temp_suffix);
         let mut local = std::fs::File::open(&file.path).map_err(|e| {
-            DestinationError::new(io_class(&e), format!("cannot read spool file {}: {e}", file.path.display()))
+            DestinationError::new(
+                io_class(&e),
+                format!("cannot read spool file {}: {e}", file.path.display()),
+            )
         })?;
         let mut remote = sftp
-            .open_mode(Path::new(&tmp), OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE, 0o644, OpenType::File)
+            .open_mode(
+                Path::new(&tmp),
+                OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE,
+                0o644,
+                OpenType::File,
+            )
             .map_err(|e| classify(&e, &format!("cannot create {tmp}")))?;
         let mut buf = vec![0u8; 4 << 20];
         loop {
-            let n = local
-                .read(&mut buf)
-                .map_err(|e| DestinationError::new(io_class(&e), format!("reading {}: {e}", file.path.display())))?;
+            let n = local.read(&mut buf).map_err(|e| {
+                DestinationError::new(
+                    io_class(&e),
+                    format!("reading {}: {e}", file.path.display()),
+                )
+            })?;
             if n == 0 {
                 break;
             }
@@ -261,7 +326,9 @@ impl SftpDestination {
                 .write_all(&buf[..n])
                 .map_err(|e| DestinationError::new(io_class(&e), format!("writing {tmp}: {e}")))?;
         }
-        remote.close().map_err(|e| classify(&e, &format!("closing {tmp}")))?;
+        remote
+            .close()
+            .map_err(|e| classify(&e, &format!("closing {tmp}")))?;
         let size = sftp
             .stat(Path::new(&tmp))
             .map_err(|e| classify(&e, &format!("cannot stat {tmp}")))?
@@ -271,7 +338,10 @@ impl SftpDestination {
             let _ = sftp.unlink(Path::new(&tmp));
             return Err(DestinationError::new(
                 ErrorClass::Transient,
-                format!("remote size of {tmp} is {size} bytes, expected {}", file.bytes),
+                format!(
+                    "remote size of {tmp} is {size} bytes, expected {}",
+                    file.bytes
+                ),
             ));
         }
         let flags = Some(RenameFlags::OVERWRITE | RenameFlags::ATOMIC | RenameFlags::NATIVE);
@@ -291,7 +361,13 @@ impl SftpDestination {
 
 impl Destination for SftpDestination {
     fn describe(&self) -> String {
-        format!("sftp://{}@{}:{}/{}", self.cfg.username.0, self.host(), self.cfg.port, self.cfg.remote_dir.trim_start_matches('/'))
+        format!(
+            "sftp://{}@{}:{}/{}",
+            self.cfg.username.0,
+            self.host(),
+            self.cfg.port,
+            self.cfg.remote_dir.trim_start_matches('/')
+        )
     }
 
     fn deliver(&self, shipment: &Shipment) -> Result<Receipt, DestinationError> {
@@ -316,11 +392,20 @@ impl Destination for SftpDestination {
         let probe = self.remote_path(".consign-check");
         let mut f = conn
             .sftp
-            .open_mode(Path::new(&probe), OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE, 0o644, OpenType::File)
+            .open_mode(
+                Path::new(&probe),
+                OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE,
+                0o644,
+                OpenType::File,
+            )
             .map_err(|e| classify(&e, &format!("cannot write in {dir}")))?;
-        f.write_all(b"ok").map_err(|e| DestinationError::new(io_class(&e), format!("writing {probe}: {e}")))?;
+        f.write_all(b"ok")
+            .map_err(|e| DestinationError::new(io_class(&e), format!("writing {probe}: {e}")))?;
         drop(f);
         let _ = conn.sftp.unlink(Path::new(&probe));
-        Ok(format!("{}: connected, host key verified, {dir} writable", self.describe()))
+        Ok(format!(
+            "{}: connected, host key verified, {dir} writable",
+            self.describe()
+        ))
     }
 }

@@ -60,15 +60,24 @@ impl Format {
     }
 }
 
-fn check_object(v: Value, record: u64, line: Option<u64>, max_record: usize) -> Result<String, IntakeError> {
+fn check_object(
+    v: Value,
+    record: u64,
+    line: Option<u64>,
+    max_record: usize,
+) -> Result<String, IntakeError> {
     match v {
         Value::Object(m) => {
-            let text = serde_json::to_string(&m).map_err(|e| IntakeError::at(Some(record), line, e.to_string()))?;
+            let text = serde_json::to_string(&m)
+                .map_err(|e| IntakeError::at(Some(record), line, e.to_string()))?;
             if text.len() > max_record {
                 return Err(IntakeError::at(
                     Some(record),
                     line,
-                    format!("record is {} bytes, over the {max_record}-byte limit", text.len()),
+                    format!(
+                        "record is {} bytes, over the {max_record}-byte limit",
+                        text.len()
+                    ),
                 ));
             }
             Ok(text)
@@ -94,15 +103,28 @@ fn kind(v: &Value) -> &'static str {
 
 /// Parse an HTTP body: one JSON object, a JSON array of objects, or NDJSON
 /// (`ndjson` forces NDJSON). All or nothing: the first bad record fails it.
-pub fn parse_body(body: &[u8], ndjson: bool, max_record: usize) -> Result<Vec<String>, IntakeError> {
+pub fn parse_body(
+    body: &[u8],
+    ndjson: bool,
+    max_record: usize,
+) -> Result<Vec<String>, IntakeError> {
     let text = std::str::from_utf8(body).map_err(|e| {
-        IntakeError::at(None, None, format!("body is not UTF-8 (byte {})", e.valid_up_to()))
+        IntakeError::at(
+            None,
+            None,
+            format!("body is not UTF-8 (byte {})", e.valid_up_to()),
+        )
     })?;
     let trimmed = text.trim_start();
     if !ndjson {
         if trimmed.starts_with('[') {
-            let items: Vec<Value> = serde_json::from_str(text)
-                .map_err(|e| IntakeError::at(None, Some(e.line() as u64), format!("invalid JSON array: {e}")))?;
+            let items: Vec<Value> = serde_json::from_str(text).map_err(|e| {
+                IntakeError::at(
+                    None,
+                    Some(e.line() as u64),
+                    format!("invalid JSON array: {e}"),
+                )
+            })?;
             return items
                 .into_iter()
                 .enumerate()
@@ -113,9 +135,19 @@ pub fn parse_body(body: &[u8], ndjson: bool, max_record: usize) -> Result<Vec<St
             Ok(v) => return Ok(vec![check_object(v, 0, Some(1), max_record)?]),
             Err(e) if e.is_syntax() && e.to_string().starts_with("trailing characters") => {}
             Err(e) if trimmed.is_empty() || e.is_eof() && trimmed.is_empty() => {
-                return Err(IntakeError::at(None, None, "empty body: send a JSON object, array or NDJSON"))
+                return Err(IntakeError::at(
+                    None,
+                    None,
+                    "empty body: send a JSON object, array or NDJSON",
+                ))
             }
-            Err(e) => return Err(IntakeError::at(Some(0), Some(e.line() as u64), format!("invalid JSON: {e}"))),
+            Err(e) => {
+                return Err(IntakeError::at(
+                    Some(0),
+                    Some(e.line() as u64),
+                    format!("invalid JSON: {e}"),
+                ))
+            }
         }
     }
     let mut out = Vec::new();
@@ -124,8 +156,13 @@ pub fn parse_body(body: &[u8], ndjson: bool, max_record: usize) -> Result<Vec<St
             continue;
         }
         let record = out.len() as u64;
-        let v: Value = serde_json::from_str(line)
-            .map_err(|e| IntakeError::at(Some(record), Some(i as u64 + 1), format!("invalid JSON: {e}")))?;
+        let v: Value = serde_json::from_str(line).map_err(|e| {
+            IntakeError::at(
+                Some(record),
+                Some(i as u64 + 1),
+                format!("invalid JSON: {e}"),
+            )
+        })?;
         out.push(check_object(v, record, Some(i as u64 + 1), max_record)?);
     }
     if out.is_empty() {
@@ -143,8 +180,12 @@ pub fn read_file(
     chunk: usize,
     sink: &mut dyn FnMut(Vec<String>, u64) -> Result<(), String>,
 ) -> Result<u64, IntakeError> {
-    let file = std::fs::File::open(path).map_err(|e| IntakeError::at(None, None, format!("cannot open: {e}")))?;
-    let mut counter = CountingReader { inner: file, read: 0 };
+    let file = std::fs::File::open(path)
+        .map_err(|e| IntakeError::at(None, None, format!("cannot open: {e}")))?;
+    let mut counter = CountingReader {
+        inner: file,
+        read: 0,
+    };
     let mut total = 0u64;
     let mut buf = Vec::with_capacity(chunk);
     let mut flush = |buf: &mut Vec<String>, pos: u64| -> Result<(), IntakeError> {
@@ -155,20 +196,33 @@ pub fn read_file(
     };
     match format {
         Format::Csv => {
-            let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(&mut counter);
+            let mut rdr = csv::ReaderBuilder::new()
+                .has_headers(true)
+                .flexible(false)
+                .from_reader(&mut counter);
             let headers: Vec<String> = rdr
                 .headers()
-                .map_err(|e| IntakeError::at(None, Some(1), format!("cannot read the header row: {e}")))?
+                .map_err(|e| {
+                    IntakeError::at(None, Some(1), format!("cannot read the header row: {e}"))
+                })?
                 .iter()
                 .map(|h| h.trim_start_matches('\u{feff}').to_string())
                 .collect();
             if headers.iter().all(|h| h.is_empty()) {
-                return Err(IntakeError::at(None, Some(1), "the header row is empty: the first line must name the columns"));
+                return Err(IntakeError::at(
+                    None,
+                    Some(1),
+                    "the header row is empty: the first line must name the columns",
+                ));
             }
             let mut seen = std::collections::HashSet::new();
             for h in &headers {
                 if !seen.insert(h) {
-                    return Err(IntakeError::at(None, Some(1), format!("column {h:?} appears twice in the header row")));
+                    return Err(IntakeError::at(
+                        None,
+                        Some(1),
+                        format!("column {h:?} appears twice in the header row"),
+                    ));
                 }
             }
             let mut row = csv::StringRecord::new();
@@ -176,7 +230,9 @@ pub fn read_file(
                 let more = rdr.read_record(&mut row).map_err(|e| {
                     let line = e.position().map(|p| p.line());
                     let msg = match e.kind() {
-                        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+                        csv::ErrorKind::UnequalLengths {
+                            expected_len, len, ..
+                        } => {
                             format!("row has {len} fields but the header has {expected_len}")
                         }
                         csv::ErrorKind::Utf8 { .. } => "row is not valid UTF-8".to_string(),
@@ -206,13 +262,20 @@ pub fn read_file(
             let reader = BufReader::with_capacity(1 << 20, &mut counter);
             let mut pos = 0u64;
             for (i, line) in reader.lines().enumerate() {
-                let line = line.map_err(|e| IntakeError::at(Some(total), Some(i as u64 + 1), format!("cannot read: {e}")))?;
+                let line = line.map_err(|e| {
+                    IntakeError::at(Some(total), Some(i as u64 + 1), format!("cannot read: {e}"))
+                })?;
                 pos += line.len() as u64 + 1;
                 if line.trim().is_empty() {
                     continue;
                 }
-                let v: Value = serde_json::from_str(&line)
-                    .map_err(|e| IntakeError::at(Some(total), Some(i as u64 + 1), format!("invalid JSON: {e}")))?;
+                let v: Value = serde_json::from_str(&line).map_err(|e| {
+                    IntakeError::at(
+                        Some(total),
+                        Some(i as u64 + 1),
+                        format!("invalid JSON: {e}"),
+                    )
+                })?;
                 buf.push(check_object(v, total, Some(i as u64 + 1), max_record)?);
                 total += 1;
                 if buf.len() >= chunk {
@@ -255,9 +318,22 @@ mod tests {
 
     #[test]
     fn bodies() {
-        assert_eq!(parse_body(br#"{"a":1}"#, false, 1000).expect("one").len(), 1);
-        assert_eq!(parse_body(br#"[{"a":1},{"b":"x"}]"#, false, 1000).expect("array").len(), 2);
-        assert_eq!(parse_body(b"{\"a\":1}\n{\"a\":2}\n", false, 1000).expect("ndjson").len(), 2);
+        assert_eq!(
+            parse_body(br#"{"a":1}"#, false, 1000).expect("one").len(),
+            1
+        );
+        assert_eq!(
+            parse_body(br#"[{"a":1},{"b":"x"}]"#, false, 1000)
+                .expect("array")
+                .len(),
+            2
+        );
+        assert_eq!(
+            parse_body(b"{\"a\":1}\n{\"a\":2}\n", false, 1000)
+                .expect("ndjson")
+                .len(),
+            2
+        );
         let e = parse_body(b"{\"a\":1}\n{\"a\":\n", false, 1000).unwrap_err();
         assert_eq!((e.record, e.line), (Some(1), Some(2)), "{e}");
         let e = parse_body(br#"[{"a":1}, 7]"#, false, 1000).unwrap_err();
@@ -269,15 +345,27 @@ mod tests {
 
     #[test]
     fn numbers_keep_their_digits() {
-        let r = parse_body(br#"{"phone":5551234567,"id":123456789012345678901,"z":"02138"}"#, false, 1000).expect("ok");
-        assert_eq!(r[0], r#"{"phone":5551234567,"id":123456789012345678901,"z":"02138"}"#);
+        let r = parse_body(
+            br#"{"phone":5551234567,"id":123456789012345678901,"z":"02138"}"#,
+            false,
+            1000,
+        )
+        .expect("ok");
+        assert_eq!(
+            r[0],
+            r#"{"phone":5551234567,"id":123456789012345678901,"z":"02138"}"#
+        );
     }
 
     #[test]
     fn csv_file_with_quotes_and_bad_row() {
         let dir = tempfile::tempdir().expect("dir");
         let p = dir.path().join("a.csv");
-        std::fs::write(&p, "First Name,Company\nAnn,\"Mays, Inc\"\nBob,\"multi\nline\"\n").expect("write");
+        std::fs::write(
+            &p,
+            "First Name,Company\nAnn,\"Mays, Inc\"\nBob,\"multi\nline\"\n",
+        )
+        .expect("write");
         let mut got = Vec::new();
         let n = read_file(&p, Format::Csv, 1000, 10, &mut |c, _| {
             got.extend(c);

@@ -229,12 +229,24 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Batch>;
 
     fn start_attempt(&self, batch: &Batch) -> Result<u32>;
-    fn finish_attempt(&self, batch: &Batch, number: u32, outcome: &str, error: Option<&str>, receipt: Option<&str>) -> Result<()>;
+    fn finish_attempt(
+        &self,
+        batch: &Batch,
+        number: u32,
+        outcome: &str,
+        error: Option<&str>,
+        receipt: Option<&str>,
+    ) -> Result<()>;
     fn attempts(&self, batch: &Batch) -> Result<Vec<Attempt>>;
     fn events(&self, batch: &Batch) -> Result<Vec<BatchEvent>>;
 
     fn batch(&self, id: &str) -> Result<Option<Batch>>;
-    fn list_batches(&self, delivery: Option<&str>, state: Option<BatchState>, limit: u32) -> Result<Vec<Batch>>;
+    fn list_batches(
+        &self,
+        delivery: Option<&str>,
+        state: Option<BatchState>,
+        limit: u32,
+    ) -> Result<Vec<Batch>>;
     /// Batches in any of `states` (oldest first).
     fn batches_in(&self, states: &[BatchState]) -> Result<Vec<Batch>>;
     /// Batches ready now: `ready`, or `retry_wait` whose time has come.

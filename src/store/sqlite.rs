@@ -53,8 +53,9 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<SqliteStore> {
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| StoreError::Other(format!("cannot create {}: {e}", dir.display())))?;
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::Other(format!("cannot create {}: {e}", dir.display()))
+                })?;
             }
         }
         let mut conn = open(path)?;
@@ -86,7 +87,10 @@ impl SqliteStore {
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
-        let mut guard = self.conn.lock().map_err(|_| StoreError::Other("store lock poisoned".into()))?;
+        let mut guard = self
+            .conn
+            .lock()
+            .map_err(|_| StoreError::Other("store lock poisoned".into()))?;
         f(&mut guard)
     }
 }
@@ -164,7 +168,11 @@ fn row_to_batch(r: &Row<'_>) -> rusqlite::Result<Batch> {
         id: r.get(1)?,
         delivery: r.get(2)?,
         state: BatchState::parse(&state).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, format!("unknown batch state {state:?}").into())
+            rusqlite::Error::FromSqlConversionFailure(
+                3,
+                rusqlite::types::Type::Text,
+                format!("unknown batch state {state:?}").into(),
+            )
         })?,
         trigger: r.get(4)?,
         created_at: from_millis(r.get(5)?),
@@ -179,7 +187,11 @@ fn row_to_batch(r: &Row<'_>) -> rusqlite::Result<Batch> {
 }
 
 fn load_batch(conn: &Connection, rowid: i64) -> Result<Batch> {
-    Ok(conn.query_row(&format!("SELECT {BATCH_COLS} FROM batches WHERE rowid = ?1"), [rowid], row_to_batch)?)
+    Ok(conn.query_row(
+        &format!("SELECT {BATCH_COLS} FROM batches WHERE rowid = ?1"),
+        [rowid],
+        row_to_batch,
+    )?)
 }
 
 impl Store for SqliteStore {
@@ -201,7 +213,9 @@ impl Store for SqliteStore {
             .map_err(|_| StoreError::Closed)?;
         match answer.recv() {
             Ok(Ok(ids)) => Ok(ids),
-            Ok(Err(msg)) => Err(StoreError::Other(format!("intake commit failed, nothing stored: {msg}"))),
+            Ok(Err(msg)) => Err(StoreError::Other(format!(
+                "intake commit failed, nothing stored: {msg}"
+            ))),
             Err(_) => Err(StoreError::Closed),
         }
     }
@@ -266,9 +280,13 @@ impl Store for SqliteStore {
         batch: &Batch,
         f: &mut dyn FnMut(i64, &str) -> std::result::Result<(), String>,
     ) -> Result<()> {
-        let conn = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
         conn.busy_timeout(Duration::from_secs(30))?;
-        let mut stmt = conn.prepare("SELECT id, payload FROM records WHERE batch = ?1 ORDER BY id")?;
+        let mut stmt =
+            conn.prepare("SELECT id, payload FROM records WHERE batch = ?1 ORDER BY id")?;
         let mut rows = stmt.query([batch.rowid])?;
         while let Some(row) = rows.next()? {
             let id: i64 = row.get(0)?;
@@ -354,8 +372,15 @@ impl Store for SqliteStore {
     fn start_attempt(&self, batch: &Batch) -> Result<u32> {
         self.with(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let n: i64 = tx.query_row("SELECT attempts + 1 FROM batches WHERE rowid = ?1", [batch.rowid], |r| r.get(0))?;
-            tx.execute("UPDATE batches SET attempts = ?1 WHERE rowid = ?2", params![n, batch.rowid])?;
+            let n: i64 = tx.query_row(
+                "SELECT attempts + 1 FROM batches WHERE rowid = ?1",
+                [batch.rowid],
+                |r| r.get(0),
+            )?;
+            tx.execute(
+                "UPDATE batches SET attempts = ?1 WHERE rowid = ?2",
+                params![n, batch.rowid],
+            )?;
             tx.execute(
                 "INSERT INTO attempts (batch, number, started_at) VALUES (?1, ?2, ?3)",
                 params![batch.rowid, n, millis(Utc::now())],
@@ -365,7 +390,14 @@ impl Store for SqliteStore {
         })
     }
 
-    fn finish_attempt(&self, batch: &Batch, number: u32, outcome: &str, error: Option<&str>, receipt: Option<&str>) -> Result<()> {
+    fn finish_attempt(
+        &self,
+        batch: &Batch,
+        number: u32,
+        outcome: &str,
+        error: Option<&str>,
+        receipt: Option<&str>,
+    ) -> Result<()> {
         self.with(|c| {
             c.execute(
                 "UPDATE attempts SET ended_at = ?1, outcome = ?2, error = ?3 WHERE batch = ?4 AND number = ?5",
@@ -411,12 +443,21 @@ impl Store for SqliteStore {
 
     fn batch(&self, id: &str) -> Result<Option<Batch>> {
         self.with(|c| {
-            Ok(c.query_row(&format!("SELECT {BATCH_COLS} FROM batches WHERE id = ?1"), [id], row_to_batch)
-                .optional()?)
+            Ok(c.query_row(
+                &format!("SELECT {BATCH_COLS} FROM batches WHERE id = ?1"),
+                [id],
+                row_to_batch,
+            )
+            .optional()?)
         })
     }
 
-    fn list_batches(&self, delivery: Option<&str>, state: Option<BatchState>, limit: u32) -> Result<Vec<Batch>> {
+    fn list_batches(
+        &self,
+        delivery: Option<&str>,
+        state: Option<BatchState>,
+        limit: u32,
+    ) -> Result<Vec<Batch>> {
         self.with(|c| {
             let mut stmt = c.prepare(&format!(
                 "SELECT {BATCH_COLS} FROM batches WHERE (?1 IS NULL OR delivery = ?1) AND (?2 IS NULL OR state = ?2) ORDER BY rowid DESC LIMIT ?3"
@@ -430,7 +471,9 @@ impl Store for SqliteStore {
         let mut all = Vec::new();
         for s in states {
             self.with(|c| {
-                let mut stmt = c.prepare(&format!("SELECT {BATCH_COLS} FROM batches WHERE state = ?1 ORDER BY rowid"))?;
+                let mut stmt = c.prepare(&format!(
+                    "SELECT {BATCH_COLS} FROM batches WHERE state = ?1 ORDER BY rowid"
+                ))?;
                 let rows = stmt.query_map([s.as_str()], row_to_batch)?;
                 all.extend(rows.collect::<rusqlite::Result<Vec<_>>>()?);
                 Ok(())
@@ -555,13 +598,19 @@ mod tests {
                 std::thread::spawn(move || {
                     let mut ids = Vec::new();
                     for i in 0..50 {
-                        ids.extend(s.enqueue("d", vec![format!("{{\"t\":{t},\"i\":{i}}}")]).expect("enqueue"));
+                        ids.extend(
+                            s.enqueue("d", vec![format!("{{\"t\":{t},\"i\":{i}}}")])
+                                .expect("enqueue"),
+                        );
                     }
                     ids
                 })
             })
             .collect();
-        let mut all: Vec<i64> = handles.into_iter().flat_map(|h| h.join().expect("join")).collect();
+        let mut all: Vec<i64> = handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("join"))
+            .collect();
         all.sort();
         all.dedup();
         assert_eq!(all.len(), 800);
@@ -571,7 +620,8 @@ mod tests {
     #[test]
     fn cut_takes_arrival_order_up_to_max_and_audits() {
         let (_d, s) = store();
-        s.enqueue("d", (0..5).map(|i| format!("{{\"i\":{i}}}")).collect()).expect("enqueue");
+        s.enqueue("d", (0..5).map(|i| format!("{{\"i\":{i}}}")).collect())
+            .expect("enqueue");
         s.enqueue("other", vec!["{}".into()]).expect("enqueue");
         let b = cut(&s, 3).expect("batch");
         assert_eq!(b.record_count, 3);
@@ -584,7 +634,10 @@ mod tests {
         .expect("iterate");
         assert_eq!(seen, vec!["{\"i\":0}", "{\"i\":1}", "{\"i\":2}"]);
         assert_eq!(s.pending("d").expect("p").count, 2);
-        assert_eq!(s.files(&b).expect("files")[0].name, format!("{}_3.csv", b.id));
+        assert_eq!(
+            s.files(&b).expect("files")[0].name,
+            format!("{}_3.csv", b.id)
+        );
         let b2 = cut(&s, 10).expect("second");
         assert_eq!(b2.record_count, 2);
         assert!(cut(&s, 10).is_none());
@@ -598,15 +651,32 @@ mod tests {
         let (_d, s) = store();
         s.enqueue("d", vec!["{}".into()]).expect("enqueue");
         let b = cut(&s, 10).expect("batch");
-        let err = s.transition(&b, BatchState::Delivered, "x", None).unwrap_err();
+        let err = s
+            .transition(&b, BatchState::Delivered, "x", None)
+            .unwrap_err();
         assert!(matches!(err, StoreError::BadTransition { .. }), "{err}");
-        let b = s.transition(&b, BatchState::Ready, "assembled", None).expect("ready");
-        let b = s.transition(&b, BatchState::Delivering, "go", None).expect("delivering");
-        let b = s.transition(&b, BatchState::Delivered, "ok", None).expect("delivered");
+        let b = s
+            .transition(&b, BatchState::Ready, "assembled", None)
+            .expect("ready");
+        let b = s
+            .transition(&b, BatchState::Delivering, "go", None)
+            .expect("delivering");
+        let b = s
+            .transition(&b, BatchState::Delivered, "ok", None)
+            .expect("delivered");
         assert_eq!(b.state, BatchState::Delivered);
-        let names: Vec<String> = s.events(&b).expect("ev").into_iter().map(|e| e.to).collect();
+        let names: Vec<String> = s
+            .events(&b)
+            .expect("ev")
+            .into_iter()
+            .map(|e| e.to)
+            .collect();
         assert_eq!(names, ["assembling", "ready", "delivering", "delivered"]);
-        assert_eq!(s.purge(Utc::now() + chrono::Duration::seconds(1)).expect("purge"), 1);
+        assert_eq!(
+            s.purge(Utc::now() + chrono::Duration::seconds(1))
+                .expect("purge"),
+            1
+        );
     }
 
     #[test]
@@ -615,7 +685,8 @@ mod tests {
         let p = dir.path().join("q.db");
         {
             let s = SqliteStore::open(&p).expect("open");
-            s.enqueue("d", vec!["{\"a\":1}".into(), "{\"a\":2}".into()]).expect("enqueue");
+            s.enqueue("d", vec!["{\"a\":1}".into(), "{\"a\":2}".into()])
+                .expect("enqueue");
         }
         let s = SqliteStore::open(&p).expect("reopen");
         assert_eq!(s.pending("d").expect("p").count, 2);

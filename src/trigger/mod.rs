@@ -43,7 +43,12 @@ pub struct Evaluation {
 }
 
 /// Apply the trigger rules. `next_schedule` is the pending schedule instant.
-pub fn evaluate(cfg: &TriggerConfig, stats: &PendingStats, now: DateTime<Utc>, next_schedule: Option<DateTime<Utc>>) -> Evaluation {
+pub fn evaluate(
+    cfg: &TriggerConfig,
+    stats: &PendingStats,
+    now: DateTime<Utc>,
+    next_schedule: Option<DateTime<Utc>>,
+) -> Evaluation {
     let mut next: Option<(Fire, DateTime<Utc>)> = None;
     let mut consider = |f: Fire, at: DateTime<Utc>| {
         if next.is_none_or(|(_, t)| at < t) {
@@ -113,7 +118,9 @@ impl Clock {
         match self {
             Clock::System => Utc::now(),
             Clock::Tokio { base, start } => {
-                *base + chrono::Duration::from_std(start.elapsed()).unwrap_or(chrono::Duration::zero())
+                *base
+                    + chrono::Duration::from_std(start.elapsed())
+                        .unwrap_or(chrono::Duration::zero())
             }
         }
     }
@@ -123,7 +130,13 @@ impl Clock {
 pub trait TriggerTarget: Send + Sync + 'static {
     fn pending(&self, delivery: &str) -> Result<PendingStats, String>;
     /// Cut (and assemble) one batch; `Ok(false)` when there was nothing to cut.
-    fn cut(&self, delivery: &str, reason: Fire, allow_empty: bool, now: DateTime<Utc>) -> Result<bool, String>;
+    fn cut(
+        &self,
+        delivery: &str,
+        reason: Fire,
+        allow_empty: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool, String>;
 }
 
 /// Longest single sleep: wall-clock changes are noticed within this time.
@@ -141,7 +154,10 @@ pub async fn run(
     wake: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut next_schedule = cfg.schedule.as_ref().and_then(|s| s.next_after(clock.now()));
+    let mut next_schedule = cfg
+        .schedule
+        .as_ref()
+        .and_then(|s| s.next_after(clock.now()));
     loop {
         if *shutdown.borrow() {
             return;
@@ -165,16 +181,20 @@ pub async fn run(
                         if fire == Fire::Schedule {
                             next_schedule = cfg.schedule.as_ref().and_then(|s| s.next_after(now));
                         }
-                        let allow_empty = fire == Fire::Schedule && empty == EmptyPolicy::Deliver && stats.count == 0;
+                        let allow_empty = fire == Fire::Schedule
+                            && empty == EmptyPolicy::Deliver
+                            && stats.count == 0;
                         if fire == Fire::Schedule && stats.count == 0 && !allow_empty {
                             None
                         } else {
                             let t = target.clone();
                             let d = delivery.clone();
-                            let cut = tokio::task::spawn_blocking(move || t.cut(&d, fire, allow_empty, now))
-                                .await
-                                .map_err(|e| e.to_string())
-                                .and_then(|r| r);
+                            let cut = tokio::task::spawn_blocking(move || {
+                                t.cut(&d, fire, allow_empty, now)
+                            })
+                            .await
+                            .map_err(|e| e.to_string())
+                            .and_then(|r| r);
                             match cut {
                                 Ok(true) if fire == Fire::Schedule && stats.count > 0 => {
                                     // Drain: a schedule delivers everything pending, in
@@ -194,7 +214,9 @@ pub async fn run(
                     None => {
                         let until = ev.next.map(|(_, at)| at);
                         Some(match until {
-                            Some(at) => (at - now).to_std().unwrap_or(Duration::ZERO).min(MAX_SLEEP),
+                            Some(at) => {
+                                (at - now).to_std().unwrap_or(Duration::ZERO).min(MAX_SLEEP)
+                            }
                             None => MAX_SLEEP,
                         })
                     }
@@ -237,7 +259,9 @@ mod tests {
     use std::sync::Mutex;
 
     fn at(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).expect("t").with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(s)
+            .expect("t")
+            .with_timezone(&Utc)
     }
 
     #[test]
@@ -254,12 +278,32 @@ mod tests {
             bytes,
             oldest: Some(at(oldest)),
         };
-        assert_eq!(evaluate(&cfg, &s(100, 10, "2026-12-03T11:59:00Z"), now, None).fire, Some(Fire::Records));
-        assert_eq!(evaluate(&cfg, &s(5, 1000, "2026-12-03T11:59:00Z"), now, None).fire, Some(Fire::Bytes));
-        assert_eq!(evaluate(&cfg, &s(5, 10, "2026-12-03T11:00:00Z"), now, None).fire, Some(Fire::Age));
+        assert_eq!(
+            evaluate(&cfg, &s(100, 10, "2026-12-03T11:59:00Z"), now, None).fire,
+            Some(Fire::Records)
+        );
+        assert_eq!(
+            evaluate(&cfg, &s(5, 1000, "2026-12-03T11:59:00Z"), now, None).fire,
+            Some(Fire::Bytes)
+        );
+        assert_eq!(
+            evaluate(&cfg, &s(5, 10, "2026-12-03T11:00:00Z"), now, None).fire,
+            Some(Fire::Age)
+        );
         let ev = evaluate(&cfg, &s(5, 10, "2026-12-03T11:30:00Z"), now, None);
-        assert_eq!(ev, Evaluation { fire: None, next: Some((Fire::Age, at("2026-12-03T12:30:00Z"))) });
-        let ev = evaluate(&cfg, &PendingStats::default(), now, Some(at("2026-12-03T13:00:00Z")));
+        assert_eq!(
+            ev,
+            Evaluation {
+                fire: None,
+                next: Some((Fire::Age, at("2026-12-03T12:30:00Z")))
+            }
+        );
+        let ev = evaluate(
+            &cfg,
+            &PendingStats::default(),
+            now,
+            Some(at("2026-12-03T13:00:00Z")),
+        );
         assert_eq!(ev.next, Some((Fire::Schedule, at("2026-12-03T13:00:00Z"))));
     }
 
@@ -272,15 +316,28 @@ mod tests {
     impl TriggerTarget for Fake {
         fn pending(&self, _: &str) -> Result<PendingStats, String> {
             let n = *self.pending.lock().map_err(|e| e.to_string())?;
-            Ok(PendingStats { count: n, bytes: n * 10, oldest: None })
+            Ok(PendingStats {
+                count: n,
+                bytes: n * 10,
+                oldest: None,
+            })
         }
-        fn cut(&self, _: &str, reason: Fire, allow_empty: bool, now: DateTime<Utc>) -> Result<bool, String> {
+        fn cut(
+            &self,
+            _: &str,
+            reason: Fire,
+            allow_empty: bool,
+            now: DateTime<Utc>,
+        ) -> Result<bool, String> {
             let mut p = self.pending.lock().map_err(|e| e.to_string())?;
             if *p == 0 && !allow_empty {
                 return Ok(false);
             }
             *p = p.saturating_sub(3);
-            self.cuts.lock().map_err(|e| e.to_string())?.push((reason, now, allow_empty));
+            self.cuts
+                .lock()
+                .map_err(|e| e.to_string())?
+                .push((reason, now, allow_empty));
             Ok(true)
         }
     }
@@ -300,14 +357,26 @@ mod tests {
         let clock = Clock::tokio_at(at("2026-03-08T04:00:00Z")); // 23:00 EST on the 7th
         let (stop_tx, stop_rx) = watch::channel(false);
         let wake = Arc::new(Notify::new());
-        let task = tokio::spawn(run("d".into(), cfg, EmptyPolicy::Deliver, fake.clone(), clock.clone(), wake, stop_rx));
+        let task = tokio::spawn(run(
+            "d".into(),
+            cfg,
+            EmptyPolicy::Deliver,
+            fake.clone(),
+            clock.clone(),
+            wake,
+            stop_rx,
+        ));
         tokio::time::sleep(Duration::from_secs(2 * 3600 + 59 * 60)).await; // 06:59Z: nothing yet
         assert!(fake.cuts.lock().expect("lock").is_empty());
         tokio::time::sleep(Duration::from_secs(120)).await; // past 07:00Z = 03:00 EDT
         {
             let cuts = fake.cuts.lock().expect("lock");
             assert_eq!(cuts.len(), 3, "7 records in batches of 3: {cuts:?}");
-            assert!(cuts.iter().all(|c| c.0 == Fire::Schedule && c.1 == at("2026-03-08T07:00:00Z")), "{cuts:?}");
+            assert!(
+                cuts.iter()
+                    .all(|c| c.0 == Fire::Schedule && c.1 == at("2026-03-08T07:00:00Z")),
+                "{cuts:?}"
+            );
         }
         // Next day 02:30 EDT = 06:30Z, nothing pending: empty policy delivers an empty batch.
         tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
@@ -330,7 +399,15 @@ mod tests {
         let clock = Clock::tokio_at(at("2026-12-03T12:00:00Z"));
         let (stop_tx, stop_rx) = watch::channel(false);
         let wake = Arc::new(Notify::new());
-        let task = tokio::spawn(run("d".into(), cfg, EmptyPolicy::Skip, fake.clone(), clock, wake.clone(), stop_rx));
+        let task = tokio::spawn(run(
+            "d".into(),
+            cfg,
+            EmptyPolicy::Skip,
+            fake.clone(),
+            clock,
+            wake.clone(),
+            stop_rx,
+        ));
         tokio::time::sleep(Duration::from_secs(1)).await;
         *fake.pending.lock().expect("lock") = 6;
         wake.notify_one();

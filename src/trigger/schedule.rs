@@ -5,7 +5,10 @@
 //! first instant after the gap; a local time that occurs twice (fall back)
 //! fires once, at its first occurrence.
 
-use chrono::{DateTime, Datelike, Duration as ChronoDuration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike, Utc};
+use chrono::{
+    DateTime, Datelike, Duration as ChronoDuration, LocalResult, NaiveDate, NaiveDateTime,
+    NaiveTime, TimeZone, Timelike, Utc,
+};
 use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer};
 use std::fmt;
@@ -76,7 +79,9 @@ impl fmt::Debug for Schedule {
     }
 }
 
-const MONTHS: [&str; 12] = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+const MONTHS: [&str; 12] = [
+    "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+];
 const DAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
 
 impl Schedule {
@@ -136,10 +141,21 @@ impl Schedule {
             };
             dow_parts.push(part);
         }
-        let dow = if dow_parts.is_empty() { "*".to_string() } else { dow_parts.join(",") };
+        let dow = if dow_parts.is_empty() {
+            "*".to_string()
+        } else {
+            dow_parts.join(",")
+        };
         let expr = format!("{} {} * * {}", t.minute(), t.hour(), dow);
         let mut s = Schedule::cron(&expr, zone).map_err(|e| format!("days {days:?}: {e}"))?;
-        s.text = format!("at {at} on {}", if days.is_empty() { "every day".to_string() } else { days.join(",") });
+        s.text = format!(
+            "at {at} on {}",
+            if days.is_empty() {
+                "every day".to_string()
+            } else {
+                days.join(",")
+            }
+        );
         Ok(s)
     }
 
@@ -179,7 +195,9 @@ impl Schedule {
                         if self.minutes & (1u64 << m) == 0 {
                             continue;
                         }
-                        let Some(t) = NaiveTime::from_hms_opt(h, m, 0) else { continue };
+                        let Some(t) = NaiveTime::from_hms_opt(h, m, 0) else {
+                            continue;
+                        };
                         if day_index == 0 && t <= start_time {
                             continue;
                         }
@@ -221,13 +239,24 @@ fn resolve_local(tz: Tz, naive: NaiveDateTime) -> Option<DateTime<Utc>> {
     }
 }
 
-fn parse_field(text: &str, lo: u32, hi: u32, names: &[&str], name_base: u32) -> Result<u64, String> {
+fn parse_field(
+    text: &str,
+    lo: u32,
+    hi: u32,
+    names: &[&str],
+    name_base: u32,
+) -> Result<u64, String> {
     let value = |s: &str| -> Result<u32, String> {
         let low = s.to_ascii_lowercase();
         if let Some(i) = names.iter().position(|n| *n == low) {
             return Ok(i as u32 + name_base);
         }
-        let v: u32 = s.parse().map_err(|_| format!("{s:?} is not a number{}", if names.is_empty() { "" } else { " or name" }))?;
+        let v: u32 = s.parse().map_err(|_| {
+            format!(
+                "{s:?} is not a number{}",
+                if names.is_empty() { "" } else { " or name" }
+            )
+        })?;
         if v < lo || v > hi {
             return Err(format!("{v} is outside {lo}-{hi}"));
         }
@@ -240,7 +269,9 @@ fn parse_field(text: &str, lo: u32, hi: u32, names: &[&str], name_base: u32) -> 
         }
         let (range, step) = match item.split_once('/') {
             Some((r, s)) => {
-                let step: u32 = s.parse().map_err(|_| format!("step {s:?} is not a number"))?;
+                let step: u32 = s
+                    .parse()
+                    .map_err(|_| format!("step {s:?} is not a number"))?;
                 if step == 0 {
                     return Err("step 0".into());
                 }
@@ -288,7 +319,9 @@ mod tests {
         Zone::parse("America/New_York").expect("zone")
     }
     fn utc(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).expect("time").with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(s)
+            .expect("time")
+            .with_timezone(&Utc)
     }
 
     #[test]
@@ -302,7 +335,10 @@ mod tests {
     fn business_hours_weekdays() {
         let s = Schedule::cron("0 9-17 * * MON-FRI", ny()).expect("cron");
         // Friday 2026-12-04 17:30 EST -> Monday 2026-12-07 09:00 EST (14:00 UTC).
-        assert_eq!(s.next_after(utc("2026-12-04T22:30:00Z")), Some(utc("2026-12-07T14:00:00Z")));
+        assert_eq!(
+            s.next_after(utc("2026-12-04T22:30:00Z")),
+            Some(utc("2026-12-07T14:00:00Z"))
+        );
     }
 
     #[test]
@@ -323,7 +359,7 @@ mod tests {
         let s = Schedule::cron("30 2 * * *", ny()).expect("cron");
         let fire = s.next_after(utc("2026-03-08T05:00:00Z")).expect("fires");
         assert_eq!(fire, utc("2026-03-08T07:00:00Z")); // 03:00 EDT
-        // And the next day at 02:30 EDT as usual.
+                                                       // And the next day at 02:30 EDT as usual.
         assert_eq!(s.next_after(fire), Some(utc("2026-03-09T06:30:00Z")));
     }
 
@@ -335,7 +371,7 @@ mod tests {
         assert_eq!(first, utc("2026-11-01T05:30:00Z")); // 01:30 EDT
         let next = s.next_after(first).expect("next");
         assert_eq!(next, utc("2026-11-02T06:30:00Z")); // next day 01:30 EST, not 01:30 EST same day
-        // Even when asked from inside the second 01:xx hour.
+                                                       // Even when asked from inside the second 01:xx hour.
         assert_eq!(s.next_after(utc("2026-11-01T06:10:00Z")), Some(next));
     }
 
@@ -344,7 +380,10 @@ mod tests {
         let days = vec!["Monday-Friday".to_string()];
         let s = Schedule::simple("02:00", &days, ny()).expect("simple");
         // Saturday 2026-12-05 -> Monday 2026-12-07 02:00 EST = 07:00 UTC
-        assert_eq!(s.next_after(utc("2026-12-05T12:00:00Z")), Some(utc("2026-12-07T07:00:00Z")));
+        assert_eq!(
+            s.next_after(utc("2026-12-05T12:00:00Z")),
+            Some(utc("2026-12-07T07:00:00Z"))
+        );
         assert!(Schedule::simple("2am", &[], ny()).is_err());
     }
 

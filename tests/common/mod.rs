@@ -110,8 +110,17 @@ impl Workspace {
 
 /// Decompress with the system `gzip` (an implementation independent of ours).
 pub fn gunzip(path: &Path) -> Vec<u8> {
-    let out = Command::new("gzip").arg("-dc").arg(path).output().expect("run gzip");
-    assert!(out.status.success(), "gzip -dc {} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("gzip")
+        .arg("-dc")
+        .arg(path)
+        .output()
+        .expect("run gzip");
+    assert!(
+        out.status.success(),
+        "gzip -dc {} failed: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
@@ -128,7 +137,11 @@ pub fn csv_rows(bytes: &[u8]) -> Vec<Vec<String>> {
 /// Files in a directory (names), sorted.
 pub fn list(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().to_string()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -150,12 +163,19 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// SIGTERM a child and wait for it.
 pub fn terminate(child: &mut Child) -> std::process::ExitStatus {
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
     child.wait().expect("wait")
 }
 
