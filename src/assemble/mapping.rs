@@ -2,7 +2,8 @@
 //! built-in transforms.
 
 use serde::{Deserialize, Deserializer};
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
+use serde_json::Value;
 use std::borrow::Cow;
 
 /// A built-in transform, written in config as `"digits_only"`, `"uppercase"`,
@@ -57,7 +58,9 @@ impl Transform {
                             Cow::Owned(digits_only(&s))
                         }
                     }
+                    Transform::Uppercase if !s.chars().any(char::is_lowercase) => s,
                     Transform::Uppercase => Cow::Owned(s.to_uppercase()),
+                    Transform::Lowercase if !s.chars().any(char::is_uppercase) => s,
                     Transform::Lowercase => Cow::Owned(s.to_lowercase()),
                     Transform::Trim => match s {
                         Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
@@ -92,6 +95,73 @@ impl<'de> Deserialize<'de> for Transform {
     }
 }
 
+/// A record parsed lazily: its top-level keys in order, each with the raw
+/// JSON text of its value. Only the values a mapping asks for are decoded, and
+/// numbers keep their exact digits because they are never converted.
+pub struct RawRecord<'a> {
+    fields: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+impl<'a> RawRecord<'a> {
+    pub fn parse(json: &'a str) -> Result<RawRecord<'a>, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.fields.iter().map(|(k, _)| k.as_ref())
+    }
+
+    fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawRecord<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = RawRecord<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut m: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut fields = Vec::with_capacity(m.size_hint().unwrap_or(16));
+                while let Some((k, v)) = m.next_entry::<Text<'de>, &'de RawValue>()? {
+                    fields.push((k.0, v));
+                }
+                Ok(RawRecord { fields })
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// A JSON string, borrowed from the input when it has no escapes (serde's own
+/// `Cow<str>` always allocates).
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 /// Where a value comes from in a record: the whole key first (`"First Name"`,
 /// `"a.b"` as one key), else a dotted path into nested objects.
 #[derive(Debug, Clone)]
@@ -108,7 +178,8 @@ impl SourcePath {
         }
     }
 
-    pub fn lookup<'a>(&self, record: &'a Map<String, Value>) -> Option<&'a Value> {
+    /// The raw JSON of the value at this path.
+    pub fn lookup<'a>(&self, record: &RawRecord<'a>) -> Option<&'a RawValue> {
         if let Some(v) = record.get(&self.whole) {
             return Some(v);
         }
@@ -117,10 +188,14 @@ impl SourcePath {
         }
         let mut cur = record.get(&self.parts[0])?;
         for p in &self.parts[1..] {
-            cur = match cur {
-                Value::Object(m) => m.get(p)?,
-                Value::Array(a) => a.get(p.parse::<usize>().ok()?)?,
-                _ => return None,
+            let text = cur.get().trim_start();
+            cur = if text.starts_with('{') {
+                RawRecord::parse(cur.get()).ok()?.get(p)?
+            } else if text.starts_with('[') {
+                let items: Vec<&RawValue> = serde_json::from_str(cur.get()).ok()?;
+                *items.get(p.parse::<usize>().ok()?)?
+            } else {
+                return None;
             };
         }
         Some(cur)
@@ -145,8 +220,8 @@ impl Column {
     }
 
     /// The column's text for `record`; `None` when missing or null.
-    pub fn value<'a>(&self, record: &'a Map<String, Value>) -> Option<Cow<'a, str>> {
-        let mut v = self.source.lookup(record).and_then(value_text);
+    pub fn value<'a>(&self, record: &RawRecord<'a>) -> Option<Cow<'a, str>> {
+        let mut v = self.source.lookup(record).and_then(raw_text);
         for t in &self.transforms {
             v = t.apply(v);
         }
@@ -154,15 +229,22 @@ impl Column {
     }
 }
 
-/// Text of a JSON value as a partner sees it: strings verbatim, numbers with
-/// their exact digits, objects and arrays as JSON.
-pub fn value_text(v: &Value) -> Option<Cow<'_, str>> {
-    match v {
-        Value::Null => None,
-        Value::String(s) => Some(Cow::Borrowed(s)),
-        Value::Number(n) => Some(Cow::Owned(n.to_string())),
-        Value::Bool(b) => Some(Cow::Borrowed(if *b { "true" } else { "false" })),
-        other => Some(Cow::Owned(other.to_string())),
+/// Text of a JSON value as a partner sees it: strings unescaped, numbers with
+/// their exact digits, `true`/`false`, objects and arrays as compact JSON,
+/// `null` as missing.
+pub fn raw_text(v: &RawValue) -> Option<Cow<'_, str>> {
+    let text = v.get();
+    match text.as_bytes().first() {
+        Some(b'"') if text.len() >= 2 && !text.contains('\\') => {
+            Some(Cow::Borrowed(&text[1..text.len() - 1]))
+        }
+        Some(b'"') => serde_json::from_str::<Text<'_>>(text).ok().map(|t| t.0),
+        Some(b'n') => None,
+        Some(b'{') | Some(b'[') => serde_json::from_str::<Value>(text)
+            .ok()
+            .map(|v| Cow::Owned(v.to_string())),
+        Some(_) => Some(Cow::Borrowed(text)),
+        None => None,
     }
 }
 
@@ -170,8 +252,8 @@ pub fn value_text(v: &Value) -> Option<Cow<'_, str>> {
 mod tests {
     use super::*;
 
-    fn rec(s: &str) -> Map<String, Value> {
-        serde_json::from_str(s).expect("json")
+    fn rec(s: &str) -> RawRecord<'_> {
+        RawRecord::parse(s).expect("json")
     }
 
     #[test]

@@ -11,9 +11,8 @@ use crate::config::{Compression, DeliveryConfig};
 use crate::store::{Batch, BatchFile, Store, StoreError};
 use csv_out::CsvEncoder;
 use flate2::write::GzEncoder;
-use mapping::Column;
+use mapping::{Column, RawRecord};
 use naming::NameContext;
-use serde_json::{Map, Value};
 use spool::SpoolWriter;
 use std::io::Write;
 use std::path::Path;
@@ -66,6 +65,10 @@ pub fn columns(delivery: &DeliveryConfig) -> Vec<Column> {
 }
 
 /// Build the batch's files in the spool and return what was written.
+///
+/// With gzip, encoding and compression run on two threads joined by a small
+/// bounded channel of byte chunks, so memory stays constant and the CSV work
+/// hides behind the compressor.
 pub fn assemble(
     store: &dyn Store,
     batch: &Batch,
@@ -86,24 +89,80 @@ pub fn assemble(
         source,
     };
     let out = SpoolWriter::create(&path).map_err(io_err)?;
-    let sink = match delivery.file.compression {
-        Compression::Gzip => Sink::Gzip(Box::new(GzEncoder::new(
-            out,
-            flate2::Compression::new(delivery.file.gzip_level),
-        ))),
-        Compression::None => Sink::Plain(out),
+    let (stats, bytes, sha256) = match delivery.file.compression {
+        Compression::None => {
+            let (out, stats) = encode(store, batch, delivery, out)?;
+            let (bytes, sha) = out.finish().map_err(io_err)?;
+            (stats, bytes, sha)
+        }
+        Compression::Gzip => {
+            let level = flate2::Compression::new(delivery.file.gzip_level);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(PIPE_DEPTH);
+            std::thread::scope(|scope| {
+                let compressor = scope.spawn(move || -> std::io::Result<(u64, String)> {
+                    let mut gz = GzEncoder::new(out, level);
+                    for chunk in rx {
+                        gz.write_all(&chunk)?;
+                    }
+                    gz.finish()?.finish()
+                });
+                let encoded = encode(store, batch, delivery, ChunkWriter::new(tx))
+                    .and_then(|(w, stats)| w.close().map(|_| stats).map_err(io_err));
+                let compressed = compressor
+                    .join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("compressor thread panicked")));
+                match (encoded, compressed) {
+                    (Ok(stats), Ok((bytes, sha))) => Ok((stats, bytes, sha)),
+                    // A compressor failure (disk full…) is the root cause of a broken pipe.
+                    (_, Err(e)) => Err(io_err(e)),
+                    (Err(e), Ok(_)) => Err(e),
+                }
+            })?
+        }
     };
-    let mut enc = CsvEncoder::new(&delivery.csv, sink).map_err(io_err)?;
+    Ok(vec![BatchFile {
+        part: first.part,
+        name: first.name.clone(),
+        bytes,
+        sha256,
+        records: stats.records,
+        first_record: stats.first,
+        last_record: stats.last,
+    }])
+}
+
+/// Chunks in flight between the encoder and the compressor.
+const PIPE_DEPTH: usize = 8;
+const CHUNK: usize = 256 << 10;
+
+#[derive(Debug, Default)]
+struct EncodeStats {
+    records: u64,
+    first: Option<i64>,
+    last: Option<i64>,
+}
+
+/// Stream the batch's records through the mapping and the CSV encoder into `out`.
+fn encode<W: Write>(
+    store: &dyn Store,
+    batch: &Batch,
+    delivery: &DeliveryConfig,
+    out: W,
+) -> Result<(W, EncodeStats), AssembleError> {
+    let io_err = |source: std::io::Error| AssembleError::Io {
+        batch: batch.id.clone(),
+        path: "(encoder)".into(),
+        source,
+    };
+    let mut enc = CsvEncoder::new(&delivery.csv, out).map_err(io_err)?;
     let mut cols = columns(delivery);
+    let header = delivery.csv.header;
     let mut header_written = false;
-    let mut records = 0u64;
-    let mut first_id = None;
-    let mut last_id = None;
+    let mut stats = EncodeStats::default();
     let mut bad: Option<AssembleError> = None;
     let csv_err = |e: csv::Error| e.to_string();
-    let header = delivery.csv.header;
     let result = store.for_each_record(batch, &mut |id, payload| {
-        let rec: Map<String, Value> = match serde_json::from_str(payload) {
+        let rec = match RawRecord::parse(payload) {
             Ok(m) => m,
             Err(e) => {
                 bad = Some(AssembleError::BadRecord {
@@ -131,9 +190,9 @@ pub fn assemble(
             enc.field(c.value(&rec).as_deref()).map_err(csv_err)?;
         }
         enc.end_record().map_err(csv_err)?;
-        records += 1;
-        first_id.get_or_insert(id);
-        last_id = Some(id);
+        stats.records += 1;
+        stats.first.get_or_insert(id);
+        stats.last = Some(id);
         Ok(())
     });
     if let Some(e) = bad {
@@ -149,44 +208,48 @@ pub fn assemble(
         }
         enc.end_record().map_err(|e| io_err(e.into()))?;
     }
-    let (bytes, sha256) = enc.into_inner().and_then(Sink::finish).map_err(io_err)?;
-    Ok(vec![BatchFile {
-        part: first.part,
-        name: first.name.clone(),
-        bytes,
-        sha256,
-        records,
-        first_record: first_id,
-        last_record: last_id,
-    }])
+    Ok((enc.into_inner().map_err(io_err)?, stats))
 }
 
-/// The byte sink under the encoder: plain or gzip over the spool file.
-enum Sink {
-    Plain(SpoolWriter),
-    Gzip(Box<GzEncoder<SpoolWriter>>),
+/// A writer that sends full chunks to another thread.
+struct ChunkWriter {
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    buf: Vec<u8>,
 }
 
-impl Sink {
-    fn finish(self) -> std::io::Result<(u64, String)> {
-        match self {
-            Sink::Plain(w) => w.finish(),
-            Sink::Gzip(g) => g.finish()?.finish(),
+impl ChunkWriter {
+    fn new(tx: std::sync::mpsc::SyncSender<Vec<u8>>) -> Self {
+        ChunkWriter {
+            tx,
+            buf: Vec::with_capacity(CHUNK),
         }
+    }
+
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx
+            .send(full)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "compressor stopped"))
+    }
+
+    /// Send what is left; dropping the sender ends the compressor's input.
+    fn close(mut self) -> std::io::Result<()> {
+        self.send()
     }
 }
 
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Sink::Plain(w) => w.write(buf),
-            Sink::Gzip(g) => g.write(buf),
+impl Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
         }
+        Ok(data.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Sink::Plain(w) => w.flush(),
-            Sink::Gzip(g) => g.flush(),
-        }
+        Ok(())
     }
 }

@@ -5,17 +5,25 @@ use rusqlite::Connection;
 
 const MIGRATIONS: &[&str] = &[
     // 1: queue, batches, files, attempts, events, suspensions.
+    //
+    // Records are never rewritten when a batch is cut: ids only grow
+    // (AUTOINCREMENT, one writer at a time), so a batch owns the records of
+    // its delivery with ids in first_record..=last_record, and
+    // cursors.last_id marks where the pending records of a delivery start.
     r#"
 CREATE TABLE records (
-    id          INTEGER PRIMARY KEY,
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
     delivery    TEXT    NOT NULL,
     received_at INTEGER NOT NULL,          -- unix millis
     bytes       INTEGER NOT NULL,
-    payload     TEXT    NOT NULL,          -- JSON object
-    batch       INTEGER REFERENCES batches(rowid)
+    payload     TEXT    NOT NULL           -- JSON object
 );
-CREATE INDEX records_pending ON records(delivery, batch, id);
-CREATE INDEX records_batch ON records(batch, id);
+CREATE INDEX records_delivery ON records(delivery, id, bytes, received_at);
+
+CREATE TABLE cursors (
+    delivery TEXT PRIMARY KEY,
+    last_id  INTEGER NOT NULL              -- highest record id already in a batch
+);
 
 CREATE TABLE batches (
     rowid           INTEGER PRIMARY KEY,
@@ -27,6 +35,8 @@ CREATE TABLE batches (
     updated_at      INTEGER NOT NULL,
     record_count    INTEGER NOT NULL,
     bytes           INTEGER NOT NULL,
+    first_record    INTEGER,                -- records of `delivery` with ids in
+    last_record     INTEGER,                -- first_record..=last_record
     attempts        INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER,
     last_error      TEXT,

@@ -223,7 +223,8 @@ impl Store for SqliteStore {
     fn pending(&self, delivery: &str) -> Result<PendingStats> {
         self.with(|c| {
             let (count, bytes, oldest): (i64, i64, Option<i64>) = c.query_row(
-                "SELECT count(*), coalesce(sum(bytes), 0), min(received_at) FROM records WHERE delivery = ?1 AND batch IS NULL",
+                "SELECT count(*), coalesce(sum(bytes), 0), min(received_at) FROM records
+                 WHERE delivery = ?1 AND id > coalesce((SELECT last_id FROM cursors WHERE delivery = ?1), 0)",
                 [delivery],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?;
@@ -239,26 +240,35 @@ impl Store for SqliteStore {
         self.with(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let limit = req.max_records.min(i64::MAX as u64) as i64;
-            let (count, bytes): (i64, i64) = tx.query_row(
-                "SELECT count(*), coalesce(sum(bytes), 0) FROM (SELECT bytes FROM records WHERE delivery = ?1 AND batch IS NULL ORDER BY id LIMIT ?2)",
-                params![req.delivery, limit],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+            let after: i64 = tx
+                .query_row("SELECT last_id FROM cursors WHERE delivery = ?1", [req.delivery], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0);
+            let (count, bytes, first, last): (i64, i64, Option<i64>, Option<i64>) = tx.query_row(
+                "SELECT count(*), coalesce(sum(bytes), 0), min(id), max(id) FROM
+                 (SELECT id, bytes FROM records WHERE delivery = ?1 AND id > ?2 ORDER BY id LIMIT ?3)",
+                params![req.delivery, after, limit],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )?;
             if count == 0 && !req.allow_empty {
                 return Ok(None);
             }
             let now = millis(req.now);
             tx.execute(
-                "INSERT INTO batches (id, delivery, state, trigger, created_at, updated_at, record_count, bytes) VALUES (?1, ?2, 'assembling', ?3, ?4, ?4, ?5, ?6)",
-                params![format!("tmp-{now}-{}", req.delivery), req.delivery, req.trigger, now, count, bytes],
+                "INSERT INTO batches (id, delivery, state, trigger, created_at, updated_at, record_count, bytes, first_record, last_record)
+                 VALUES (?1, ?2, 'assembling', ?3, ?4, ?4, ?5, ?6, ?7, ?8)",
+                params![format!("tmp-{now}-{}", req.delivery), req.delivery, req.trigger, now, count, bytes, first, last],
             )?;
             let rowid = tx.last_insert_rowid();
             let public = format!("{}-{:06}", req.now.format("%Y%m%d-%H%M%S"), rowid);
             tx.execute("UPDATE batches SET id = ?1 WHERE rowid = ?2", params![public, rowid])?;
-            tx.execute(
-                "UPDATE records SET batch = ?1 WHERE id IN (SELECT id FROM records WHERE delivery = ?2 AND batch IS NULL ORDER BY id LIMIT ?3)",
-                params![rowid, req.delivery, limit],
-            )?;
+            if let Some(last) = last {
+                tx.execute(
+                    "INSERT INTO cursors (delivery, last_id) VALUES (?1, ?2)
+                     ON CONFLICT(delivery) DO UPDATE SET last_id = excluded.last_id",
+                    params![req.delivery, last],
+                )?;
+            }
             for (i, name) in (req.names)(&public, count as u64).into_iter().enumerate() {
                 tx.execute(
                     "INSERT INTO batch_files (batch, part, name) VALUES (?1, ?2, ?3)",
@@ -285,9 +295,18 @@ impl Store for SqliteStore {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(Duration::from_secs(30))?;
-        let mut stmt =
-            conn.prepare("SELECT id, payload FROM records WHERE batch = ?1 ORDER BY id")?;
-        let mut rows = stmt.query([batch.rowid])?;
+        let (first, last): (Option<i64>, Option<i64>) = conn.query_row(
+            "SELECT first_record, last_record FROM batches WHERE rowid = ?1",
+            [batch.rowid],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let (Some(first), Some(last)) = (first, last) else {
+            return Ok(()); // an empty batch
+        };
+        let mut stmt = conn.prepare(
+            "SELECT id, payload FROM records WHERE delivery = ?1 AND id BETWEEN ?2 AND ?3 ORDER BY id",
+        )?;
+        let mut rows = stmt.query(params![batch.delivery, first, last])?;
         while let Some(row) = rows.next()? {
             let id: i64 = row.get(0)?;
             let payload = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
@@ -552,7 +571,10 @@ impl Store for SqliteStore {
         self.with(|c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let n = tx.execute(
-                "DELETE FROM records WHERE batch IN (SELECT rowid FROM batches WHERE state = 'delivered' AND purged = 0 AND delivered_at < ?1)",
+                "DELETE FROM records WHERE id IN (
+                   SELECT r.id FROM batches b JOIN records r
+                     ON r.delivery = b.delivery AND r.id BETWEEN b.first_record AND b.last_record
+                   WHERE b.state = 'delivered' AND b.purged = 0 AND b.delivered_at < ?1)",
                 [millis(before)],
             )?;
             tx.execute(
