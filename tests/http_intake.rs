@@ -38,14 +38,16 @@ dir = "outbox"
         ));
         let child = ws.serve();
         let base = format!("http://127.0.0.1:{port}");
+        // From here on Drop kills and waits for the child.
+        let server = Server { ws, child, base };
         let client = reqwest::Client::new();
         for _ in 0..200 {
-            if client.get(format!("{base}/healthz")).send().await.is_ok() {
-                return Server { ws, child, base };
+            if client.get(format!("{}/healthz", server.base)).send().await.is_ok() {
+                return server;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("serve did not start; log:\n{}", ws.serve_log());
+        panic!("serve did not start; log:\n{}", server.ws.serve_log());
     }
 
     async fn post(&self, path: &str, body: impl Into<reqwest::Body>, ctype: &str) -> (u16, Value) {
