@@ -42,7 +42,12 @@ dir = "outbox"
         let server = Server { ws, child, base };
         let client = reqwest::Client::new();
         for _ in 0..200 {
-            if client.get(format!("{}/healthz", server.base)).send().await.is_ok() {
+            if client
+                .get(format!("{}/healthz", server.base))
+                .send()
+                .await
+                .is_ok()
+            {
                 return server;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -164,7 +169,7 @@ async fn a_bad_record_rejects_the_whole_request_and_names_it() {
         .await;
     assert_eq!(code, 422);
     assert!(v["error"].as_str().expect("e").contains("limit"), "{v}");
-    let (code, _) = s
+    let (code, v) = s
         .post(
             "/v1/deliveries/web/records",
             "x".repeat(2 << 20),
@@ -172,6 +177,7 @@ async fn a_bad_record_rejects_the_whole_request_and_names_it() {
         )
         .await;
     assert_eq!(code, 413);
+    assert!(v["error"].as_str().expect("e").contains("max_body"), "{v}");
     let (code, v) = s
         .post("/v1/deliveries/nope/records", "{}", "application/json")
         .await;

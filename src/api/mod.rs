@@ -6,6 +6,7 @@ use crate::engine::{Engine, EngineError};
 use crate::intake;
 use crate::store::BatchState;
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -63,9 +64,19 @@ async fn enqueue(
     State(engine): State<Arc<Engine>>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     engine.delivery(&name)?;
+    let body = body.map_err(|e| {
+        let limit = engine.config.server.max_body.0;
+        let status = e.status();
+        let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            format!("request body is over the {limit}-byte limit (server.max_body); split it into smaller requests")
+        } else {
+            e.body_text()
+        };
+        ApiError(status, json!({ "error": message, "stored": 0 }))
+    })?;
     let ndjson = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
