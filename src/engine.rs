@@ -2,7 +2,6 @@
 //! and their destinations. The CLI, the HTTP API and the serve loop all act
 //! through it, so each operation has one implementation.
 
-use crate::assemble;
 use crate::config::{Config, DeliveryConfig, EmptyPolicy};
 use crate::deliver::{self, DeliverError};
 use crate::destination::{self, Destination};
@@ -126,14 +125,15 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<Option<Batch>, EngineError> {
         let d = self.delivery(delivery)?;
-        let names = |id: &str, n: u64| assemble::file_names(d, id, n, now);
+        let layout = serde_json::to_string(&d.layout)
+            .map_err(|e| StoreError::Other(format!("layout snapshot: {e}")))?;
         let Some(batch) = self.store.cut(&CutRequest {
             delivery,
             max_records: d.batch.max_records,
             trigger: reason.as_str(),
             now,
             allow_empty,
-            names: &names,
+            layout: &layout,
         })?
         else {
             return Ok(None);
@@ -210,6 +210,36 @@ impl Engine {
             }
             state => Err(EngineError::NotRetryable { id: b.id, state }),
         }
+    }
+
+    /// Rebuild a batch's files from its stored records (its snapshot layout).
+    pub fn regenerate(&self, id: &str) -> Result<Batch, EngineError> {
+        let b = self.batch(id)?;
+        let d = self.delivery(&b.delivery)?;
+        if matches!(b.state, BatchState::Assembling | BatchState::Delivering) {
+            return Err(EngineError::NotRetryable {
+                id: b.id,
+                state: b.state,
+            });
+        }
+        Ok(deliver::regenerate(
+            self.store.as_ref(),
+            &b,
+            d,
+            &self.spool_dir,
+        )?)
+    }
+
+    /// Verify a batch's files: `Ok(notes)` or `Err(problem)`.
+    pub fn verify(&self, id: &str) -> Result<Result<Vec<String>, String>, EngineError> {
+        let b = self.batch(id)?;
+        let d = self.delivery(&b.delivery)?;
+        Ok(deliver::verify(
+            self.store.as_ref(),
+            &b,
+            d,
+            &self.spool_dir,
+        )?)
     }
 
     /// Lift a suspension; its batches become ready.

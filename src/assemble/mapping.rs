@@ -88,6 +88,25 @@ fn digits_only(s: &str) -> String {
     main.chars().filter(|c| c.is_ascii_digit()).collect()
 }
 
+impl std::fmt::Display for Transform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Transform::DigitsOnly => f.write_str("digits_only"),
+            Transform::Uppercase => f.write_str("uppercase"),
+            Transform::Lowercase => f.write_str("lowercase"),
+            Transform::Trim => f.write_str("trim"),
+            Transform::Default(v) => write!(f, "default:{v}"),
+            Transform::Truncate(n) => write!(f, "truncate:{n}"),
+        }
+    }
+}
+
+impl serde::Serialize for Transform {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl<'de> Deserialize<'de> for Transform {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -109,6 +128,10 @@ impl<'a> RawRecord<'a> {
 
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.fields.iter().map(|(k, _)| k.as_ref())
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &'a RawValue)> {
+        self.fields.iter().map(|(k, v)| (k.as_ref(), *v))
     }
 
     fn get(&self, key: &str) -> Option<&'a RawValue> {
@@ -219,6 +242,21 @@ impl Column {
         }
     }
 
+    /// The value for JSON output: the source's raw JSON when no transform
+    /// applies (numbers keep their digits, strings stay strings), else text.
+    pub fn json_value<'a>(&self, record: &RawRecord<'a>) -> JsonValue<'a> {
+        if self.transforms.is_empty() {
+            return match self.source.lookup(record) {
+                Some(raw) if raw.get() != "null" => JsonValue::Raw(raw),
+                _ => JsonValue::Missing,
+            };
+        }
+        match self.value(record) {
+            Some(t) => JsonValue::Text(t),
+            None => JsonValue::Missing,
+        }
+    }
+
     /// The column's text for `record`; `None` when missing or null.
     pub fn value<'a>(&self, record: &RawRecord<'a>) -> Option<Cow<'a, str>> {
         let mut v = self.source.lookup(record).and_then(raw_text);
@@ -227,6 +265,13 @@ impl Column {
         }
         v
     }
+}
+
+/// A value for JSON output.
+pub enum JsonValue<'a> {
+    Missing,
+    Raw(&'a RawValue),
+    Text(Cow<'a, str>),
 }
 
 /// Text of a JSON value as a partner sees it: strings unescaped, numbers with

@@ -1,21 +1,63 @@
-//! Assembly: stream a batch's records from the store through the field
-//! mapping and the encoder (CSV), optionally gzip, into a spool file with its
-//! size, SHA-256 and record range — in constant memory.
+//! Assembly: stream a batch's records through the field mapping and the
+//! format encoder, split into parts, gzip, OpenPGP, into spool files with
+//! their sizes, hashes and record ranges — in constant memory — then write
+//! the manifest sidecars.
 
-mod csv_out;
+pub mod encrypt;
+mod format;
+mod manifest;
 pub mod mapping;
 pub mod naming;
+mod pipeline;
 pub mod spool;
+mod tree;
+pub mod verify;
 
-use crate::config::{Compression, DeliveryConfig};
-use crate::store::{Batch, BatchFile, Store, StoreError};
-use csv_out::CsvEncoder;
-use flate2::write::GzEncoder;
-use mapping::{Column, RawRecord};
+use crate::config::{Compression, EncryptionConfig, Layout};
+use crate::store::BatchFile;
+use chrono::{DateTime, Utc};
+use format::{Encoder, PartInfo, Reject};
+use mapping::RawRecord;
 use naming::NameContext;
-use spool::SpoolWriter;
+use pipeline::{DirectSink, PartSink, SinkSpec, ThreadedSink};
+use spool::{FileDigest, SpoolWriter};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// What a batch is, for headers and names.
+#[derive(Debug, Clone)]
+pub struct BatchMeta<'a> {
+    pub id: &'a str,
+    pub delivery: &'a str,
+    /// When the batch was cut: names and headers use it, so a rebuild is identical.
+    pub created: DateTime<Utc>,
+    pub record_count: u64,
+}
+
+/// Records in id order (the store, or sample records for a preview).
+pub trait RecordSource {
+    fn each(&self, f: &mut dyn FnMut(i64, &str) -> Result<(), String>) -> Result<(), String>;
+}
+
+/// Sample records (preview): ids 1, 2, 3…
+impl RecordSource for [String] {
+    fn each(&self, f: &mut dyn FnMut(i64, &str) -> Result<(), String>) -> Result<(), String> {
+        for (i, r) in self.iter().enumerate() {
+            f(i as i64 + 1, r)?;
+        }
+        Ok(())
+    }
+}
+
+pub use crate::store::Rejection;
+
+/// The files of an assembled batch (data files first, sidecars after, the
+/// done marker last) and the records left out.
+#[derive(Debug, Clone)]
+pub struct Assembled {
+    pub files: Vec<BatchFile>,
+    pub rejected: Vec<Rejection>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AssembleError {
@@ -31,225 +73,342 @@ pub enum AssembleError {
         path: String,
         source: std::io::Error,
     },
-    #[error("batch {batch}: {source}")]
-    Store { batch: String, source: StoreError },
-    #[error("batch {0} has no file names (cut without names)")]
-    NoFiles(String),
+    #[error("batch {batch}: reading records: {message}")]
+    Source { batch: String, message: String },
+    #[error("batch {batch}: layout: {message}")]
+    Layout { batch: String, message: String },
+    #[error("batch {batch}: encryption: {message}")]
+    Encryption { batch: String, message: String },
+    #[error("batch {batch}: {name} is {bytes} bytes, over split_bytes {limit}")]
+    TooLarge {
+        batch: String,
+        name: String,
+        bytes: u64,
+        limit: u64,
+    },
 }
 
-/// The file names of a batch, fixed when it is cut.
-pub fn file_names(
-    delivery: &DeliveryConfig,
-    batch_id: &str,
-    record_count: u64,
-    at: chrono::DateTime<chrono::Utc>,
-) -> Vec<String> {
-    vec![delivery.file.name.render(&NameContext {
-        delivery: &delivery.name,
-        batch_id,
-        at,
-        zone: delivery.timezone.0,
-        part: 1,
-        record_count,
-    })]
-}
-
-/// The compiled columns of a delivery; empty when the delivery maps nothing
-/// (then the columns are the keys of the first record).
-pub fn columns(delivery: &DeliveryConfig) -> Vec<Column> {
-    delivery
-        .fields
-        .iter()
-        .map(|f| Column::new(&f.name, f.source.as_deref(), f.transform.clone()))
-        .collect()
-}
-
-/// Build the batch's files in the spool and return what was written.
-///
-/// With gzip, encoding and compression run on two threads joined by a small
-/// bounded channel of byte chunks, so memory stays constant and the CSV work
-/// hides behind the compressor.
-pub fn assemble(
-    store: &dyn Store,
-    batch: &Batch,
-    delivery: &DeliveryConfig,
-    spool_dir: &Path,
-) -> Result<Vec<BatchFile>, AssembleError> {
-    let files = store.files(batch).map_err(|source| AssembleError::Store {
-        batch: batch.id.clone(),
-        source,
-    })?;
-    let first = files
-        .first()
-        .ok_or_else(|| AssembleError::NoFiles(batch.id.clone()))?;
-    let path = spool::spool_path(spool_dir, &delivery.name, &batch.id, first.part);
-    let io_err = |source: std::io::Error| AssembleError::Io {
-        batch: batch.id.clone(),
-        path: path.display().to_string(),
-        source,
-    };
-    let out = SpoolWriter::create(&path).map_err(io_err)?;
-    let (stats, bytes, sha256) = match delivery.file.compression {
-        Compression::None => {
-            let (out, stats) = encode(store, batch, delivery, out)?;
-            let (bytes, sha) = out.finish().map_err(io_err)?;
-            (stats, bytes, sha)
+/// Problems with a layout: (key path under the delivery, message).
+pub fn check_layout(layout: &Layout) -> Vec<(String, String)> {
+    let mut out = format::check(layout);
+    let f = &layout.file;
+    if f.split_records == Some(0) {
+        out.push(("file.split_records".into(), "must be at least 1".into()));
+    }
+    if let Some(b) = f.split_bytes {
+        if b.0 < 4096 {
+            out.push((
+                "file.split_bytes".into(),
+                format!("{} bytes is too small (at least 4KiB)", b.0),
+            ));
         }
-        Compression::Gzip => {
-            let level = flate2::Compression::new(delivery.file.gzip_level);
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(PIPE_DEPTH);
-            std::thread::scope(|scope| {
-                let compressor = scope.spawn(move || -> std::io::Result<(u64, String)> {
-                    let mut gz = GzEncoder::new(out, level);
-                    for chunk in rx {
-                        gz.write_all(&chunk)?;
-                    }
-                    gz.finish()?.finish()
-                });
-                let encoded = encode(store, batch, delivery, ChunkWriter::new(tx))
-                    .and_then(|(w, stats)| w.close().map(|_| stats).map_err(io_err));
-                let compressed = compressor
-                    .join()
-                    .unwrap_or_else(|_| Err(std::io::Error::other("compressor thread panicked")));
-                match (encoded, compressed) {
-                    (Ok(stats), Ok((bytes, sha))) => Ok((stats, bytes, sha)),
-                    // A compressor failure (disk full…) is the root cause of a broken pipe.
-                    (_, Err(e)) => Err(io_err(e)),
-                    (Err(e), Ok(_)) => Err(e),
-                }
-            })?
+    }
+    if (f.split_records.is_some() || f.split_bytes.is_some()) && !f.name.has_part() {
+        out.push((
+            "file.name".into(),
+            "splitting is on: the name pattern needs {part} so parts get distinct names".into(),
+        ));
+    }
+    if let Err(e) = format::build(layout) {
+        if out.is_empty() {
+            out.push(("file.format".into(), e));
         }
-    };
-    Ok(vec![BatchFile {
-        part: first.part,
-        name: first.name.clone(),
-        bytes,
-        sha256,
-        records: stats.records,
-        first_record: stats.first,
-        last_record: stats.last,
-    }])
+    }
+    out
 }
 
-/// Chunks in flight between the encoder and the compressor.
-const PIPE_DEPTH: usize = 8;
-const CHUNK: usize = 256 << 10;
+/// Spool path of file `n` of a batch.
+pub fn spool_file(spool_dir: &Path, meta: &BatchMeta<'_>, n: u32) -> PathBuf {
+    spool::spool_path(spool_dir, meta.delivery, meta.id, n)
+}
 
-#[derive(Debug, Default)]
-struct EncodeStats {
+/// Per-part statistics while writing.
+#[derive(Debug, Default, Clone)]
+struct PartStat {
     records: u64,
     first: Option<i64>,
     last: Option<i64>,
 }
 
-/// Stream the batch's records through the mapping and the CSV encoder into `out`.
-fn encode<W: Write>(
-    store: &dyn Store,
-    batch: &Batch,
-    delivery: &DeliveryConfig,
-    out: W,
-) -> Result<(W, EncodeStats), AssembleError> {
-    let io_err = |source: std::io::Error| AssembleError::Io {
-        batch: batch.id.clone(),
-        path: "(encoder)".into(),
+/// How to cut parts.
+struct Plan {
+    max_records: Option<u64>,
+    max_bytes: Option<u64>,
+    /// Exact records per part, decided by a dry run.
+    counts: Option<Vec<u64>>,
+}
+
+impl Plan {
+    /// Records the header of part `n` (1-based) announces, `done` being written so far.
+    fn planned(&self, n: u32, done: u64, total: u64) -> u64 {
+        let left = total.saturating_sub(done);
+        if let Some(c) = &self.counts {
+            return c.get(n as usize - 1).copied().unwrap_or(left);
+        }
+        self.max_records.map_or(left, |m| m.min(left))
+    }
+}
+
+fn io_err(meta: &BatchMeta<'_>, path: &str) -> impl Fn(std::io::Error) -> AssembleError {
+    let batch = meta.id.to_string();
+    let path = path.to_string();
+    move |source| AssembleError::Io {
+        batch: batch.clone(),
+        path: path.clone(),
         source,
-    };
-    let mut enc = CsvEncoder::new(&delivery.csv, out).map_err(io_err)?;
-    let mut cols = columns(delivery);
-    let header = delivery.csv.header;
-    let mut header_written = false;
-    let mut stats = EncodeStats::default();
-    let mut bad: Option<AssembleError> = None;
-    let csv_err = |e: csv::Error| e.to_string();
-    let result = store.for_each_record(batch, &mut |id, payload| {
+    }
+}
+
+/// Write the data parts through `sink`. Returns per-part stats, digests
+/// (placeholders for a threaded sink) and the rejected records.
+fn write_parts(
+    source: &dyn RecordSource,
+    meta: &BatchMeta<'_>,
+    encoder: &mut dyn Encoder,
+    plan: &Plan,
+    sink: &mut dyn PartSink,
+) -> Result<(Vec<PartStat>, Vec<FileDigest>, Vec<Rejection>), AssembleError> {
+    let err = io_err(meta, "(part)");
+    let mut stats = Vec::new();
+    let mut digests = Vec::new();
+    let mut rejected = Vec::new();
+    let mut cur = PartStat::default();
+    let mut part = 1u32;
+    let mut done = 0u64;
+    let mut buf = Vec::with_capacity(4096);
+    let mut bad = None;
+    let mut io_failure = None;
+    sink.open(part).map_err(&err)?;
+    encoder.begin(
+        &mut buf,
+        &PartInfo {
+            meta,
+            part,
+            records: plan.planned(part, 0, meta.record_count),
+        },
+    );
+    sink.write(&buf).map_err(&err)?;
+    let footer = encoder.footer_len() as u64;
+    let result = source.each(&mut |id, payload| {
         let rec = match RawRecord::parse(payload) {
-            Ok(m) => m,
+            Ok(r) => r,
             Err(e) => {
                 bad = Some(AssembleError::BadRecord {
-                    batch: batch.id.clone(),
+                    batch: meta.id.to_string(),
                     record: id,
                     message: e.to_string(),
                 });
                 return Err("bad record".into());
             }
         };
-        if cols.is_empty() {
-            cols = rec
-                .keys()
-                .map(|k| Column::new(k, None, Vec::new()))
-                .collect();
+        buf.clear();
+        if let Err(Reject(reason)) = encoder.record(&mut buf, &rec) {
+            rejected.push(Rejection { record: id, reason });
+            return Ok(());
         }
-        if header && !header_written {
-            for c in &cols {
-                enc.field(Some(&c.name)).map_err(csv_err)?;
+        let boundary = cur.records > 0
+            && match (&plan.counts, plan.max_records, plan.max_bytes) {
+                (Some(c), _, _) => (part as usize) < c.len() && cur.records >= c[part as usize - 1],
+                (None, m, b) => {
+                    m.is_some_and(|m| cur.records >= m)
+                        || b.is_some_and(|b| {
+                            sink.estimate(buf.len() as u64 + footer)
+                                .is_some_and(|e| e > b)
+                        })
+                }
+            };
+        let mut step = || -> std::io::Result<()> {
+            if boundary {
+                let mut tail = Vec::new();
+                encoder.end(&mut tail);
+                sink.write(&tail)?;
+                digests.push(sink.close()?);
+                stats.push(std::mem::take(&mut cur));
+                part += 1;
+                sink.open(part)?;
+                let mut head = Vec::new();
+                encoder.begin(
+                    &mut head,
+                    &PartInfo {
+                        meta,
+                        part,
+                        records: plan.planned(part, done, meta.record_count),
+                    },
+                );
+                sink.write(&head)?;
+                buf.clear();
+                // Re-encode for the new part (separators depend on position).
+                let _ = encoder.record(&mut buf, &rec);
             }
-            enc.end_record().map_err(csv_err)?;
-            header_written = true;
+            sink.write(&buf)
+        };
+        if let Err(e) = step() {
+            io_failure = Some(e);
+            return Err("write failed".into());
         }
-        for c in &cols {
-            enc.field(c.value(&rec).as_deref()).map_err(csv_err)?;
-        }
-        enc.end_record().map_err(csv_err)?;
-        stats.records += 1;
-        stats.first.get_or_insert(id);
-        stats.last = Some(id);
+        cur.records += 1;
+        done += 1;
+        cur.first.get_or_insert(id);
+        cur.last = Some(id);
         Ok(())
     });
     if let Some(e) = bad {
         return Err(e);
     }
-    result.map_err(|source| AssembleError::Store {
-        batch: batch.id.clone(),
-        source,
+    if let Some(e) = io_failure {
+        return Err(err(e));
+    }
+    result.map_err(|message| AssembleError::Source {
+        batch: meta.id.to_string(),
+        message,
     })?;
-    if header && !header_written && !cols.is_empty() {
-        for c in &cols {
-            enc.field(Some(&c.name)).map_err(|e| io_err(e.into()))?;
-        }
-        enc.end_record().map_err(|e| io_err(e.into()))?;
-    }
-    Ok((enc.into_inner().map_err(io_err)?, stats))
+    let mut tail = Vec::new();
+    encoder.end(&mut tail);
+    sink.write(&tail).map_err(&err)?;
+    digests.push(sink.close().map_err(&err)?);
+    stats.push(cur);
+    Ok((stats, digests, rejected))
 }
 
-/// A writer that sends full chunks to another thread.
-struct ChunkWriter {
-    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
-    buf: Vec<u8>,
-}
-
-impl ChunkWriter {
-    fn new(tx: std::sync::mpsc::SyncSender<Vec<u8>>) -> Self {
-        ChunkWriter {
-            tx,
-            buf: Vec::with_capacity(CHUNK),
+/// Build a batch's files in the spool.
+pub fn assemble(
+    source: &dyn RecordSource,
+    meta: &BatchMeta<'_>,
+    layout: &Layout,
+    encryption: Option<&EncryptionConfig>,
+    spool_dir: &Path,
+) -> Result<Assembled, AssembleError> {
+    let enc =
+        match encryption {
+            Some(cfg) => Some(encrypt::Encryption::load(cfg).map_err(|message| {
+                AssembleError::Encryption {
+                    batch: meta.id.to_string(),
+                    message,
+                }
+            })?),
+            None => None,
+        };
+    let build = || {
+        format::build(layout).map_err(|message| AssembleError::Layout {
+            batch: meta.id.to_string(),
+            message,
+        })
+    };
+    let path_of = |n: u32| spool_file(spool_dir, meta, n);
+    let spec = || SinkSpec {
+        compression: layout.file.compression,
+        gzip_level: layout.file.gzip_level,
+        encryption: enc.as_ref(),
+        md5: layout.manifest.md5,
+        path: &path_of,
+    };
+    let mut plan = Plan {
+        max_records: layout.file.split_records,
+        max_bytes: layout.file.split_bytes.map(|b| b.0),
+        counts: None,
+    };
+    let mut encoder = build()?;
+    if plan.max_bytes.is_some() && encoder.needs_count() {
+        // Headers announce each part's count: a dry run finds the parts first.
+        let (stats, _, _) = write_parts(
+            source,
+            meta,
+            encoder.as_mut(),
+            &plan,
+            &mut DirectSink::new(spec()),
+        )?;
+        plan.counts = Some(stats.iter().map(|s| s.records).collect());
+        encoder = build()?;
+    }
+    let threaded =
+        plan.max_bytes.is_none() && (layout.file.compression == Compression::Gzip || enc.is_some());
+    let (stats, digests, rejected) = if threaded {
+        std::thread::scope(|scope| {
+            let (mut sink, worker) = ThreadedSink::start(scope, spec());
+            let written = write_parts(source, meta, encoder.as_mut(), &plan, &mut sink);
+            sink.finish();
+            let finished = worker
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("compressor thread panicked")));
+            match (written, finished) {
+                (Ok((s, _, r)), Ok(d)) => Ok((s, d, r)),
+                // A compressor failure (disk full…) is the root cause of a broken pipe.
+                (_, Err(e)) => Err(io_err(meta, "(compressor)")(e)),
+                (Err(e), Ok(_)) => Err(e),
+            }
+        })?
+    } else {
+        write_parts(
+            source,
+            meta,
+            encoder.as_mut(),
+            &plan,
+            &mut DirectSink::new(spec()),
+        )?
+    };
+    let parts = stats.len() as u32;
+    let mut files = Vec::new();
+    for (i, (s, d)) in stats.iter().zip(digests).enumerate() {
+        let part = i as u32 + 1;
+        let name = layout.file.name.render(&NameContext {
+            delivery: meta.delivery,
+            batch_id: meta.id,
+            at: meta.created,
+            zone: layout.timezone.0,
+            part,
+            parts,
+            record_count: s.records,
+        });
+        if let Some(limit) = plan.max_bytes {
+            if d.bytes > limit {
+                return Err(AssembleError::TooLarge {
+                    batch: meta.id.to_string(),
+                    name,
+                    bytes: d.bytes,
+                    limit,
+                });
+            }
         }
+        files.push(BatchFile {
+            part,
+            name,
+            kind: "data".into(),
+            bytes: d.bytes,
+            sha256: d.sha256,
+            md5: d.md5,
+            records: s.records,
+            first_record: s.first,
+            last_record: s.last,
+        });
     }
-
-    fn send(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-        self.tx
-            .send(full)
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "compressor stopped"))
+    let mut names = std::collections::HashSet::new();
+    if let Some(dup) = files.iter().find(|f| !names.insert(f.name.clone())) {
+        return Err(AssembleError::Layout {
+            batch: meta.id.to_string(),
+            message: format!(
+                "two parts would both be named {:?}: add {{part}} to file.name",
+                dup.name
+            ),
+        });
     }
-
-    /// Send what is left; dropping the sender ends the compressor's input.
-    fn close(mut self) -> std::io::Result<()> {
-        self.send()
+    for (name, kind, content) in manifest::sidecars(layout, meta, &files) {
+        let n = files.len() as u32 + 1;
+        let path = path_of(n);
+        let e = io_err(meta, &path.display().to_string());
+        let mut w = SpoolWriter::create_with(&path, layout.manifest.md5).map_err(&e)?;
+        w.write_all(&content).map_err(&e)?;
+        let d = w.finish().map_err(&e)?;
+        files.push(BatchFile {
+            part: n,
+            name,
+            kind: kind.into(),
+            bytes: d.bytes,
+            sha256: d.sha256,
+            md5: d.md5,
+            records: 0,
+            first_record: None,
+            last_record: None,
+        });
     }
-}
-
-impl Write for ChunkWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK {
-            self.send()?;
-        }
-        Ok(data.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    Ok(Assembled { files, rejected })
 }

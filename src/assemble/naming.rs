@@ -20,6 +20,7 @@ enum Piece {
     BatchId,
     Delivery,
     Part,
+    Parts,
     RecordCount,
 }
 
@@ -40,6 +41,7 @@ pub struct NameContext<'a> {
     pub at: DateTime<Utc>,
     pub zone: Tz,
     pub part: u32,
+    pub parts: u32,
     pub record_count: u64,
 }
 
@@ -83,10 +85,11 @@ impl NamePattern {
                         "batch_id" => Piece::BatchId,
                         "delivery" => Piece::Delivery,
                         "part" => Piece::Part,
+                        "parts" => Piece::Parts,
                         "record_count" => Piece::RecordCount,
                         other => {
                             return Err(format!(
-                                "unknown placeholder {{{other}}} in {text:?}; known: date, time, timestamp, year, month, day, hour, minute, second, batch_id, delivery, part, record_count"
+                                "unknown placeholder {{{other}}} in {text:?}; known: date, time, timestamp, year, month, day, hour, minute, second, batch_id, delivery, part, parts, record_count"
                             ))
                         }
                     });
@@ -115,6 +118,11 @@ impl NamePattern {
         &self.text
     }
 
+    /// Whether `{part}` appears (needed to give split parts distinct names).
+    pub fn has_part(&self) -> bool {
+        self.pieces.contains(&Piece::Part)
+    }
+
     /// The literal text after the last placeholder (e.g. `.csv.gz`).
     pub fn literal_suffix(&self) -> &str {
         match self.pieces.last() {
@@ -141,10 +149,17 @@ impl NamePattern {
                 Piece::BatchId => out.push_str(cx.batch_id),
                 Piece::Delivery => out.push_str(cx.delivery),
                 Piece::Part => out.push_str(&cx.part.to_string()),
+                Piece::Parts => out.push_str(&cx.parts.to_string()),
                 Piece::RecordCount => out.push_str(&cx.record_count.to_string()),
             }
         }
         out
+    }
+}
+
+impl serde::Serialize for NamePattern {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
     }
 }
 
@@ -174,6 +189,7 @@ mod tests {
             at,
             zone: chrono_tz::America::New_York,
             part: 1,
+            parts: 1,
             record_count: 42,
         });
         assert_eq!(name, "acme/leads_20260114_223000_B7_1_42.csv.gz");

@@ -35,7 +35,7 @@ pub fn run(engine: &Engine, json: bool) -> anyhow::Result<ExitCode> {
             (Some(t), Some(at)) => {
                 let zone = engine
                     .delivery(&s.name)
-                    .map(|d| d.timezone.0)
+                    .map(|d| d.zone())
                     .unwrap_or(chrono_tz::UTC);
                 println!(
                     "    next trigger: {t} at {}",

@@ -3,6 +3,7 @@
 //! with its key path and line.
 
 use super::*;
+use crate::trigger::schedule::Zone;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -74,6 +75,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 pub fn load_str(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigErrors> {
     let mut cx = Cx {
         raw: text,
+        base,
         errors: Vec::new(),
     };
     let root = match DeTable::parse(text) {
@@ -162,6 +164,7 @@ pub fn load_str(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigEr
 
 struct Cx<'r> {
     raw: &'r str,
+    base: &'r Path,
     errors: Vec<ConfigError>,
 }
 
@@ -255,9 +258,8 @@ impl<'r> Cx<'r> {
         let mut timezone = None;
         let mut trigger = TriggerConfig::default();
         let mut batch = BatchConfig::default();
-        let mut file = FileConfig::default();
-        let mut csv = CsvConfig::default();
-        let mut fields: Vec<FieldConfig> = Vec::new();
+        let mut layout = Layout::default();
+        let mut encryption = None;
         let mut destination = None;
         let mut retry = RetryConfig::default();
         for (key, value) in table.iter() {
@@ -268,15 +270,20 @@ impl<'r> Cx<'r> {
                 "timezone" => timezone = self.value::<Zone>(&path, value),
                 "trigger" => trigger = self.value(&path, value).unwrap_or_default(),
                 "batch" => batch = self.value(&path, value).unwrap_or_default(),
-                "file" => file = self.value(&path, value).unwrap_or_default(),
-                "csv" => csv = self.value(&path, value).unwrap_or_default(),
-                "field" => fields = self.value(&path, value).unwrap_or_default(),
+                "file" => layout.file = self.value(&path, value).unwrap_or_default(),
+                "csv" => layout.csv = self.value(&path, value).unwrap_or_default(),
+                "xml" => layout.xml = self.value(&path, value).unwrap_or_default(),
+                "json" => layout.json = self.value(&path, value).unwrap_or_default(),
+                "fixed_width" => layout.fixed_width = self.value(&path, value).unwrap_or_default(),
+                "field" => layout.fields = self.value(&path, value).unwrap_or_default(),
+                "manifest" => layout.manifest = self.value(&path, value).unwrap_or_default(),
+                "encryption" => encryption = self.value::<EncryptionConfig>(&path, value),
                 "destination" => destination = self.value::<DestinationConfig>(&path, value),
                 "retry" => retry = self.value(&path, value).unwrap_or_default(),
                 _ => self.push(
                     &path,
                     Some(key.span()),
-                    "unknown key (expected name, timezone, trigger, batch, file, csv, field, destination, retry)".into(),
+                    "unknown key (expected name, timezone, trigger, batch, file, csv, xml, json, fixed_width, field, manifest, encryption, destination, retry)".into(),
                 ),
             }
         }
@@ -300,6 +307,7 @@ impl<'r> Cx<'r> {
             );
         }
         let timezone = timezone.unwrap_or_default();
+        layout.timezone = timezone;
 
         // Cross-field rules.
         if trigger.cron.is_some() && trigger.at.is_some() {
@@ -355,28 +363,29 @@ impl<'r> Cx<'r> {
                 );
             }
         }
-        if file.gzip_level > 9 {
+        if layout.file.gzip_level > 9 {
             self.push(
                 &format!("{label}.file.gzip_level"),
                 span_of(&["file", "gzip_level"]),
-                format!("{} is not a gzip level (0-9)", file.gzip_level),
+                format!("{} is not a gzip level (0-9)", layout.file.gzip_level),
             );
         }
-        let ends_gz = file.name.literal_suffix().ends_with(".gz");
-        if file.compression == Compression::Gzip && !ends_gz {
+        let ends_gz = layout.file.name.literal_suffix().ends_with(".gz");
+        if layout.file.compression == Compression::Gzip && !ends_gz {
             self.push(
                 &format!("{label}.file.name"),
                 span_of(&["file", "name"]),
                 "compression is gzip but the name pattern does not end in `.gz`".into(),
             );
         }
-        if file.compression == Compression::None && ends_gz {
+        if layout.file.compression == Compression::None && ends_gz {
             self.push(
                 &format!("{label}.file.name"),
                 span_of(&["file", "name"]),
                 "the name ends in `.gz` but compression is none".into(),
             );
         }
+        let csv = &layout.csv;
         if csv.delimiter == csv.quote {
             self.push(
                 &format!("{label}.csv.delimiter"),
@@ -403,12 +412,38 @@ impl<'r> Cx<'r> {
             }
         }
         let mut names = HashSet::new();
-        for f in &fields {
+        for f in &layout.fields {
             if !names.insert(f.name.clone()) {
                 self.push(
                     &format!("{label}.field[{}]", f.name),
                     span_of(&["field"]),
                     "duplicate output column name".into(),
+                );
+            }
+        }
+        for (key, message) in crate::assemble::check_layout(&layout) {
+            let top = key.split(['.', '[']).next().unwrap_or("").to_string();
+            self.push(&format!("{label}.{key}"), span_of(&[top.as_str()]), message);
+        }
+        if let Some(enc) = encryption.as_mut() {
+            let base = self.base;
+            let resolve = |p: &mut PathBuf| {
+                if p.is_relative() {
+                    *p = base.join(&*p);
+                }
+            };
+            enc.recipients.iter_mut().for_each(resolve);
+            if let Some(p) = enc.sign_key.as_mut() {
+                resolve(p);
+            }
+            if let Some(p) = enc.verify_key.as_mut() {
+                resolve(p);
+            }
+            for (key, message) in crate::assemble::encrypt::check(enc) {
+                self.push(
+                    &format!("{label}.encryption.{key}"),
+                    span_of(&["encryption"]),
+                    message,
                 );
             }
         }
@@ -462,12 +497,10 @@ impl<'r> Cx<'r> {
         }
         Some(DeliveryConfig {
             name: name?,
-            timezone,
             trigger,
             batch,
-            file,
-            csv,
-            fields,
+            layout,
+            encryption,
             destination: destination?,
             retry,
         })

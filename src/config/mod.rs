@@ -2,17 +2,17 @@
 //! any number of `[[delivery]]` blocks. Every table refuses unknown keys;
 //! [`load`] reports every error at once with its key path and line.
 
+mod layout;
 mod load;
 mod secret;
 mod units;
 
+pub use layout::*;
 pub use load::{load, load_str, ConfigError, ConfigErrors};
 pub use secret::{expand, Expanded, Secret};
 pub use units::{parse_duration, parse_size, ByteSize, HumanDuration};
 
-use crate::assemble::mapping::Transform;
-use crate::assemble::naming::NamePattern;
-use crate::trigger::schedule::{Schedule, Zone};
+use crate::trigger::schedule::Schedule;
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -126,14 +126,20 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone)]
 pub struct DeliveryConfig {
     pub name: String,
-    pub timezone: Zone,
     pub trigger: TriggerConfig,
     pub batch: BatchConfig,
-    pub file: FileConfig,
-    pub csv: CsvConfig,
-    pub fields: Vec<FieldConfig>,
+    /// File layout: snapshotted with each batch when it is cut.
+    pub layout: Layout,
+    /// OpenPGP encryption of the delivered files (read at assembly time).
+    pub encryption: Option<EncryptionConfig>,
     pub destination: DestinationConfig,
     pub retry: RetryConfig,
+}
+
+impl DeliveryConfig {
+    pub fn zone(&self) -> chrono_tz::Tz {
+        self.layout.timezone.0
+    }
 }
 
 /// `[delivery.trigger]`: any combination; the first to fire cuts a batch.
@@ -192,126 +198,6 @@ pub enum EmptyPolicy {
     Deliver,
 }
 
-/// `[delivery.file]`: naming and encoding of the delivered file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    /// Name pattern: `{date} {time} {timestamp} {year} {month} {day} {batch_id}
-    /// {delivery} {part} {record_count}`.
-    #[serde(default = "default_name")]
-    pub name: NamePattern,
-    #[serde(default)]
-    pub format: FileFormat,
-    #[serde(default)]
-    pub compression: Compression,
-    /// gzip level 0-9.
-    #[serde(default = "default_gzip_level")]
-    pub gzip_level: u32,
-}
-
-fn default_name() -> NamePattern {
-    NamePattern::parse("{delivery}_{date}_{time}_{batch_id}.csv").expect("default pattern is valid")
-}
-fn default_gzip_level() -> u32 {
-    6
-}
-
-impl Default for FileConfig {
-    fn default() -> Self {
-        FileConfig {
-            name: default_name(),
-            format: FileFormat::default(),
-            compression: Compression::default(),
-            gzip_level: default_gzip_level(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum FileFormat {
-    #[default]
-    Csv,
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Compression {
-    #[default]
-    None,
-    Gzip,
-}
-
-/// `[delivery.csv]`: the CSV dialect.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CsvConfig {
-    #[serde(default = "default_delimiter")]
-    pub delimiter: char,
-    #[serde(default = "default_quote")]
-    pub quote: char,
-    /// Escape character for quotes inside quoted fields; the default doubles the quote.
-    pub escape: Option<char>,
-    /// `"crlf"` (default, RFC 4180) or `"lf"`.
-    #[serde(default)]
-    pub line_ending: LineEnding,
-    /// Written for a missing or null value.
-    #[serde(default)]
-    pub null_value: String,
-    #[serde(default = "default_true")]
-    pub header: bool,
-    /// Start the file with a UTF-8 byte order mark (for Excel users).
-    #[serde(default)]
-    pub bom: bool,
-}
-
-fn default_delimiter() -> char {
-    ','
-}
-fn default_quote() -> char {
-    '"'
-}
-fn default_true() -> bool {
-    true
-}
-
-impl Default for CsvConfig {
-    fn default() -> Self {
-        CsvConfig {
-            delimiter: default_delimiter(),
-            quote: default_quote(),
-            escape: None,
-            line_ending: LineEnding::default(),
-            null_value: String::new(),
-            header: true,
-            bom: false,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum LineEnding {
-    #[default]
-    Crlf,
-    Lf,
-}
-
-/// `[[delivery.field]]`: one output column.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FieldConfig {
-    /// Column name in the output.
-    pub name: String,
-    /// Where the value comes from: a key of the record (`"First Name"`) or a
-    /// dotted path into nested objects (`"lead.phone_1"`). Defaults to `name`.
-    pub source: Option<String>,
-    /// Built-in transforms applied in order: `digits_only`, `uppercase`,
-    /// `lowercase`, `trim`, `default:VALUE`, `truncate:N`.
-    #[serde(default)]
-    pub transform: Vec<Transform>,
-}
-
 /// `[delivery.destination]`: where files go.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -335,7 +221,7 @@ impl DestinationConfig {
 pub struct LocalConfig {
     pub dir: PathBuf,
     /// Create the directory if it does not exist.
-    #[serde(default = "default_true")]
+    #[serde(default = "layout::default_true")]
     pub create_dirs: bool,
 }
 
@@ -359,7 +245,7 @@ pub struct SftpConfig {
     /// Remote directory the files are placed in.
     #[serde(default = "default_remote_dir")]
     pub remote_dir: String,
-    #[serde(default = "default_true")]
+    #[serde(default = "layout::default_true")]
     pub create_dirs: bool,
     /// Suffix of the temporary name used during upload.
     #[serde(default = "default_temp_suffix")]

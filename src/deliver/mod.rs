@@ -4,8 +4,8 @@
 
 pub mod retry;
 
-use crate::assemble::{self, spool};
-use crate::config::DeliveryConfig;
+use crate::assemble::{self, BatchMeta};
+use crate::config::{DeliveryConfig, Layout};
 use crate::destination::{Destination, DestinationError, ErrorClass, OutgoingFile, Shipment};
 use crate::store::{Batch, BatchState, Store, StoreError};
 use chrono::Utc;
@@ -20,6 +20,59 @@ pub enum DeliverError {
     Assemble(#[from] assemble::AssembleError),
 }
 
+/// A batch's records in the store, as an assembly source.
+struct StoreRecords<'a> {
+    store: &'a dyn Store,
+    batch: &'a Batch,
+}
+
+impl assemble::RecordSource for StoreRecords<'_> {
+    fn each(&self, f: &mut dyn FnMut(i64, &str) -> Result<(), String>) -> Result<(), String> {
+        self.store
+            .for_each_record(self.batch, f)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The layout a batch was cut with (its snapshot), else the delivery's current one.
+pub fn layout_of(batch: &Batch, delivery: &DeliveryConfig) -> Layout {
+    batch
+        .layout
+        .as_deref()
+        .and_then(|j| serde_json::from_str(j).ok())
+        .unwrap_or_else(|| delivery.layout.clone())
+}
+
+fn meta(batch: &Batch) -> BatchMeta<'_> {
+    BatchMeta {
+        id: &batch.id,
+        delivery: &batch.delivery,
+        created: batch.created_at,
+        record_count: batch.record_count,
+    }
+}
+
+/// Build a batch's files from its stored records with its snapshot layout.
+fn build(
+    store: &dyn Store,
+    batch: &Batch,
+    delivery: &DeliveryConfig,
+    spool_dir: &Path,
+) -> Result<assemble::Assembled, assemble::AssembleError> {
+    let layout = layout_of(batch, delivery);
+    let built = assemble::assemble(
+        &StoreRecords { store, batch },
+        &meta(batch),
+        &layout,
+        delivery.encryption.as_ref(),
+        spool_dir,
+    )?;
+    for r in &built.rejected {
+        tracing::warn!(batch = %batch.id, record = r.record, "record left out of the file: {}", r.reason);
+    }
+    Ok(built)
+}
+
 /// Assemble a freshly cut (or recovered) batch and mark it `ready`.
 pub fn assemble_batch(
     store: &dyn Store,
@@ -27,15 +80,23 @@ pub fn assemble_batch(
     delivery: &DeliveryConfig,
     spool_dir: &Path,
 ) -> Result<Batch, DeliverError> {
-    match assemble::assemble(store, batch, delivery, spool_dir) {
-        Ok(files) => {
-            store.set_files(batch, &files)?;
-            let bytes: u64 = files.iter().map(|f| f.bytes).sum();
-            let detail = format!(
-                "assembled {} file(s), {bytes} bytes, {} records",
-                files.len(),
-                batch.record_count
+    match build(store, batch, delivery, spool_dir) {
+        Ok(built) => {
+            store.set_files(batch, &built.files, &built.rejected)?;
+            let data: Vec<_> = built.files.iter().filter(|f| f.kind == "data").collect();
+            let bytes: u64 = data.iter().map(|f| f.bytes).sum();
+            let records: u64 = data.iter().map(|f| f.records).sum();
+            let mut detail = format!(
+                "assembled {} file(s), {bytes} bytes, {records} records",
+                data.len()
             );
+            if !built.rejected.is_empty() {
+                detail.push_str(&format!(
+                    ", {} record(s) rejected (see `consign batches show {}`)",
+                    built.rejected.len(),
+                    batch.id
+                ));
+            }
             Ok(store.transition(batch, BatchState::Ready, &detail, None)?)
         }
         Err(e) => {
@@ -45,8 +106,44 @@ pub fn assemble_batch(
     }
 }
 
-/// Spool files of a batch, checked against the sizes and hashes recorded at
-/// assembly. A missing or changed spool file is rebuilt from the stored records.
+/// Rebuild a batch's files from its stored records (same snapshot, same
+/// names) and make it `ready` again.
+pub fn regenerate(
+    store: &dyn Store,
+    batch: &Batch,
+    delivery: &DeliveryConfig,
+    spool_dir: &Path,
+) -> Result<Batch, DeliverError> {
+    let b = store.transition(
+        batch,
+        BatchState::Assembling,
+        "regenerating files from stored records",
+        None,
+    )?;
+    assemble_batch(store, &b, delivery, spool_dir)
+}
+
+/// Check a batch's spool files: hashes, then content (decrypt, decompress, parse, count).
+pub fn verify(
+    store: &dyn Store,
+    batch: &Batch,
+    delivery: &DeliveryConfig,
+    spool_dir: &Path,
+) -> Result<Result<Vec<String>, String>, DeliverError> {
+    let files = store.files(batch)?;
+    let layout = layout_of(batch, delivery);
+    let m = meta(batch);
+    Ok(assemble::verify::verify(
+        &layout,
+        delivery.encryption.as_ref(),
+        &files,
+        &|n| assemble::spool_file(spool_dir, &m, n),
+    ))
+}
+
+/// Spool files of a batch, verified before they leave. Files missing or
+/// changed in the spool are rebuilt from the stored records once; a content
+/// mismatch blocks the delivery with the reason.
 fn outgoing(
     store: &dyn Store,
     batch: &Batch,
@@ -54,29 +151,27 @@ fn outgoing(
     spool_dir: &Path,
 ) -> Result<Vec<OutgoingFile>, DestinationError> {
     let perm = |m: String| DestinationError::new(ErrorClass::Permanent, m);
-    let mut files = store.files(batch).map_err(|e| perm(e.to_string()))?;
-    let mut intact = !files.is_empty() && files.iter().all(|f| !f.sha256.is_empty());
-    if intact {
-        for f in &files {
-            let p = spool::spool_path(spool_dir, &delivery.name, &batch.id, f.part);
-            match spool::hash_file(&p) {
-                Ok((bytes, sha)) if bytes == f.bytes && sha == f.sha256 => {}
-                _ => intact = false,
-            }
-        }
-    }
-    if !intact {
-        tracing::warn!(batch = %batch.id, "spool files missing or changed; rebuilding from stored records");
-        files = assemble::assemble(store, batch, delivery, spool_dir)
-            .map_err(|e| perm(e.to_string()))?;
+    let mut check = verify(store, batch, delivery, spool_dir).map_err(|e| perm(e.to_string()))?;
+    if check.is_err() {
+        tracing::warn!(batch = %batch.id, "spool files missing or changed ({}); rebuilding from stored records", check.as_ref().err().map(String::as_str).unwrap_or(""));
+        let built = build(store, batch, delivery, spool_dir).map_err(|e| perm(e.to_string()))?;
         store
-            .set_files(batch, &files)
+            .set_files(batch, &built.files, &built.rejected)
             .map_err(|e| perm(e.to_string()))?;
+        check = verify(store, batch, delivery, spool_dir).map_err(|e| perm(e.to_string()))?;
     }
-    Ok(files
+    if let Err(problem) = check {
+        return Err(perm(format!(
+            "verification failed, delivery blocked: {problem}"
+        )));
+    }
+    let m = meta(batch);
+    Ok(store
+        .files(batch)
+        .map_err(|e| perm(e.to_string()))?
         .into_iter()
         .map(|f| OutgoingFile {
-            path: spool::spool_path(spool_dir, &delivery.name, &batch.id, f.part),
+            path: assemble::spool_file(spool_dir, &m, f.part),
             name: f.name,
             bytes: f.bytes,
             sha256: f.sha256,

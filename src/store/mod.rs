@@ -83,6 +83,13 @@ impl BatchState {
                 | (Manual, Ready)
                 | (Failed, Ready)
                 | (Delivered, Ready)
+                // regeneration of a batch's files
+                | (Ready, Assembling)
+                | (RetryWait, Assembling)
+                | (Manual, Assembling)
+                | (Failed, Assembling)
+                | (Suspended, Assembling)
+                | (Delivered, Assembling)
         )
     }
 }
@@ -114,15 +121,22 @@ pub struct Batch {
     pub last_error: Option<String>,
     /// Destination receipt of the successful delivery.
     pub receipt: Option<String>,
+    /// JSON snapshot of the file layout taken at cut.
+    #[serde(skip)]
+    pub layout: Option<String>,
 }
 
 /// One file of a batch (names fixed at cut; size and hash after assembly).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BatchFile {
+    /// Position in the batch (1-based): data files, then sidecars.
     pub part: u32,
     pub name: String,
+    /// `data`, `sha256`, `md5`, `manifest` or `done`.
+    pub kind: String,
     pub bytes: u64,
     pub sha256: String,
+    pub md5: Option<String>,
     pub records: u64,
     pub first_record: Option<i64>,
     pub last_record: Option<i64>,
@@ -163,7 +177,7 @@ pub struct Suspension {
     pub reason: String,
 }
 
-/// What a cut needs from the caller: the file names, fixed at cut time.
+/// What a cut needs from the caller.
 pub struct CutRequest<'a> {
     pub delivery: &'a str,
     pub max_records: u64,
@@ -171,8 +185,15 @@ pub struct CutRequest<'a> {
     pub now: DateTime<Utc>,
     /// Cut a batch even when nothing is pending (empty-file policy).
     pub allow_empty: bool,
-    /// Names of the batch's files given (public batch id, record count).
-    pub names: &'a dyn Fn(&str, u64) -> Vec<String>,
+    /// Snapshot of the file layout (JSON), kept with the batch.
+    pub layout: &'a str,
+}
+
+/// A record left out of a batch's files, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Rejection {
+    pub record: i64,
+    pub reason: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -215,8 +236,9 @@ pub trait Store: Send + Sync + 'static {
         f: &mut dyn FnMut(i64, &str) -> std::result::Result<(), String>,
     ) -> Result<()>;
 
-    /// Store size and hash of assembled files (names were fixed at cut).
-    fn set_files(&self, batch: &Batch, files: &[BatchFile]) -> Result<()>;
+    /// Record the assembled files and the records left out of them.
+    fn set_files(&self, batch: &Batch, files: &[BatchFile], rejected: &[Rejection]) -> Result<()>;
+    fn rejections(&self, batch: &Batch) -> Result<Vec<Rejection>>;
     fn files(&self, batch: &Batch) -> Result<Vec<BatchFile>>;
 
     /// Change state (checked against the state machine) and audit it.

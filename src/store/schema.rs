@@ -37,6 +37,7 @@ CREATE TABLE batches (
     bytes           INTEGER NOT NULL,
     first_record    INTEGER,                -- records of `delivery` with ids in
     last_record     INTEGER,                -- first_record..=last_record
+    layout          TEXT,                   -- JSON snapshot of the file layout at cut
     attempts        INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER,
     last_error      TEXT,
@@ -51,8 +52,10 @@ CREATE TABLE batch_files (
     batch        INTEGER NOT NULL REFERENCES batches(rowid),
     part         INTEGER NOT NULL,
     name         TEXT    NOT NULL,
+    kind         TEXT    NOT NULL DEFAULT 'data',   -- data | sha256 | md5 | manifest | done
     bytes        INTEGER,
     sha256       TEXT,
+    md5          TEXT,
     records      INTEGER,
     first_record INTEGER,
     last_record  INTEGER,
@@ -78,6 +81,13 @@ CREATE TABLE batch_events (
     detail TEXT NOT NULL
 );
 CREATE INDEX batch_events_batch ON batch_events(batch, id);
+
+CREATE TABLE rejections (
+    batch  INTEGER NOT NULL REFERENCES batches(rowid),
+    record INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (batch, record)
+);
 
 CREATE TABLE suspensions (
     delivery TEXT PRIMARY KEY,

@@ -159,7 +159,7 @@ fn write_group(conn: &mut Connection, jobs: &[IntakeJob]) -> rusqlite::Result<Ve
     Ok(out)
 }
 
-const BATCH_COLS: &str = "rowid, id, delivery, state, trigger, created_at, updated_at, record_count, bytes, attempts, next_attempt_at, last_error, receipt";
+const BATCH_COLS: &str = "rowid, id, delivery, state, trigger, created_at, updated_at, record_count, bytes, attempts, next_attempt_at, last_error, receipt, layout";
 
 fn row_to_batch(r: &Row<'_>) -> rusqlite::Result<Batch> {
     let state: String = r.get(3)?;
@@ -183,6 +183,7 @@ fn row_to_batch(r: &Row<'_>) -> rusqlite::Result<Batch> {
         next_attempt_at: r.get::<_, Option<i64>>(10)?.map(from_millis),
         last_error: r.get(11)?,
         receipt: r.get(12)?,
+        layout: r.get(13)?,
     })
 }
 
@@ -255,9 +256,9 @@ impl Store for SqliteStore {
             }
             let now = millis(req.now);
             tx.execute(
-                "INSERT INTO batches (id, delivery, state, trigger, created_at, updated_at, record_count, bytes, first_record, last_record)
-                 VALUES (?1, ?2, 'assembling', ?3, ?4, ?4, ?5, ?6, ?7, ?8)",
-                params![format!("tmp-{now}-{}", req.delivery), req.delivery, req.trigger, now, count, bytes, first, last],
+                "INSERT INTO batches (id, delivery, state, trigger, created_at, updated_at, record_count, bytes, first_record, last_record, layout)
+                 VALUES (?1, ?2, 'assembling', ?3, ?4, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![format!("tmp-{now}-{}", req.delivery), req.delivery, req.trigger, now, count, bytes, first, last, req.layout],
             )?;
             let rowid = tx.last_insert_rowid();
             let public = format!("{}-{:06}", req.now.format("%Y%m%d-%H%M%S"), rowid);
@@ -267,12 +268,6 @@ impl Store for SqliteStore {
                     "INSERT INTO cursors (delivery, last_id) VALUES (?1, ?2)
                      ON CONFLICT(delivery) DO UPDATE SET last_id = excluded.last_id",
                     params![req.delivery, last],
-                )?;
-            }
-            for (i, name) in (req.names)(&public, count as u64).into_iter().enumerate() {
-                tx.execute(
-                    "INSERT INTO batch_files (batch, part, name) VALUES (?1, ?2, ?3)",
-                    params![rowid, i as i64 + 1, name],
                 )?;
             }
             tx.execute(
@@ -315,14 +310,22 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn set_files(&self, batch: &Batch, files: &[BatchFile]) -> Result<()> {
+    fn set_files(&self, batch: &Batch, files: &[BatchFile], rejected: &[Rejection]) -> Result<()> {
         self.with(|c| {
             let tx = c.transaction()?;
             tx.execute("DELETE FROM batch_files WHERE batch = ?1", [batch.rowid])?;
+            tx.execute("DELETE FROM rejections WHERE batch = ?1", [batch.rowid])?;
             for f in files {
                 tx.execute(
-                    "INSERT INTO batch_files (batch, part, name, bytes, sha256, records, first_record, last_record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                    params![batch.rowid, f.part, f.name, f.bytes as i64, f.sha256, f.records as i64, f.first_record, f.last_record],
+                    "INSERT INTO batch_files (batch, part, name, kind, bytes, sha256, md5, records, first_record, last_record)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    params![batch.rowid, f.part, f.name, f.kind, f.bytes as i64, f.sha256, f.md5, f.records as i64, f.first_record, f.last_record],
+                )?;
+            }
+            for r in rejected {
+                tx.execute(
+                    "INSERT OR REPLACE INTO rejections (batch, record, reason) VALUES (?1, ?2, ?3)",
+                    params![batch.rowid, r.record, r.reason],
                 )?;
             }
             tx.commit()?;
@@ -330,20 +333,38 @@ impl Store for SqliteStore {
         })
     }
 
+    fn rejections(&self, batch: &Batch) -> Result<Vec<Rejection>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT record, reason FROM rejections WHERE batch = ?1 ORDER BY record",
+            )?;
+            let rows = stmt.query_map([batch.rowid], |r| {
+                Ok(Rejection {
+                    record: r.get(0)?,
+                    reason: r.get(1)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
     fn files(&self, batch: &Batch) -> Result<Vec<BatchFile>> {
         self.with(|c| {
             let mut stmt = c.prepare(
-                "SELECT part, name, coalesce(bytes, 0), coalesce(sha256, ''), coalesce(records, 0), first_record, last_record FROM batch_files WHERE batch = ?1 ORDER BY part",
+                "SELECT part, name, kind, coalesce(bytes, 0), coalesce(sha256, ''), md5, coalesce(records, 0), first_record, last_record
+                 FROM batch_files WHERE batch = ?1 ORDER BY part",
             )?;
             let rows = stmt.query_map([batch.rowid], |r| {
                 Ok(BatchFile {
                     part: r.get(0)?,
                     name: r.get(1)?,
-                    bytes: r.get::<_, i64>(2)? as u64,
-                    sha256: r.get(3)?,
-                    records: r.get::<_, i64>(4)? as u64,
-                    first_record: r.get(5)?,
-                    last_record: r.get(6)?,
+                    kind: r.get(2)?,
+                    bytes: r.get::<_, i64>(3)? as u64,
+                    sha256: r.get(4)?,
+                    md5: r.get(5)?,
+                    records: r.get::<_, i64>(6)? as u64,
+                    first_record: r.get(7)?,
+                    last_record: r.get(8)?,
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -605,7 +626,7 @@ mod tests {
             trigger: "manual",
             now: Utc::now(),
             allow_empty: false,
-            names: &|id, n| vec![format!("{id}_{n}.csv")],
+            layout: "{}",
         })
         .expect("cut")
     }
@@ -656,10 +677,7 @@ mod tests {
         .expect("iterate");
         assert_eq!(seen, vec!["{\"i\":0}", "{\"i\":1}", "{\"i\":2}"]);
         assert_eq!(s.pending("d").expect("p").count, 2);
-        assert_eq!(
-            s.files(&b).expect("files")[0].name,
-            format!("{}_3.csv", b.id)
-        );
+        assert_eq!(b.layout.as_deref(), Some("{}"));
         let b2 = cut(&s, 10).expect("second");
         assert_eq!(b2.record_count, 2);
         assert!(cut(&s, 10).is_none());
