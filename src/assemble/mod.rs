@@ -40,7 +40,7 @@ pub trait RecordSource {
 }
 
 /// Sample records (preview): ids 1, 2, 3…
-impl RecordSource for [String] {
+impl RecordSource for Vec<String> {
     fn each(&self, f: &mut dyn FnMut(i64, &str) -> Result<(), String>) -> Result<(), String> {
         for (i, r) in self.iter().enumerate() {
             f(i as i64 + 1, r)?;

@@ -1,6 +1,6 @@
 //! `consign batches list|show|retry`.
 
-use super::{batch_line, BatchesCommand, EXIT_CONFIG, EXIT_NOT_DELIVERED};
+use super::{batch_line, BatchesCommand, EXIT_CONFIG, EXIT_NOT_DELIVERED, EXIT_VERIFY};
 use crate::engine::Engine;
 use crate::store::BatchState;
 use std::process::ExitCode;
@@ -97,6 +97,49 @@ pub fn run(engine: &Engine, cmd: &BatchesCommand, json: bool) -> anyhow::Result<
                     e.to,
                     e.detail
                 );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        BatchesCommand::Verify { id } => match engine.verify(id)? {
+            Ok(notes) => {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "batch": id, "ok": true, "notes": notes })
+                    );
+                } else {
+                    println!("{id}: ok (sizes, SHA-256 and record counts match)");
+                    for n in notes {
+                        println!("  note: {n}");
+                    }
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(problem) => {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "batch": id, "ok": false, "problem": problem })
+                    );
+                } else {
+                    println!("{id}: FAILED: {problem}");
+                }
+                Ok(ExitCode::from(EXIT_VERIFY))
+            }
+        },
+        BatchesCommand::Regenerate { id } => {
+            let b = engine.regenerate(id)?;
+            let files = engine.store.files(&b)?;
+            if json {
+                println!("{}", serde_json::json!({ "batch": b, "files": files }));
+            } else {
+                println!("{}", batch_line(&b));
+                for f in &files {
+                    println!(
+                        "    {:<8} {}  {} bytes  sha256 {}",
+                        f.kind, f.name, f.bytes, f.sha256
+                    );
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -7,6 +7,7 @@ mod demo;
 mod enqueue;
 mod flush;
 mod init;
+mod preview;
 mod status;
 
 use crate::config::{self, Config};
@@ -25,6 +26,8 @@ pub const EXIT_CONFIG: u8 = 2;
 pub const EXIT_NOT_DELIVERED: u8 = 3;
 /// `check --connect`: a destination is not reachable or writable.
 pub const EXIT_UNREACHABLE: u8 = 4;
+/// `batches verify`: a file does not match what was assembled.
+pub const EXIT_VERIFY: u8 = 5;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -91,6 +94,19 @@ pub enum Command {
     },
     /// Per delivery: pending records, oldest age, next trigger, state.
     Status,
+    /// Render a delivery's file from sample leads without queueing anything.
+    Preview {
+        delivery: String,
+        /// Sample records: CSV (header row), NDJSON or JSON.
+        #[arg(long)]
+        sample: PathBuf,
+        /// Use the first N records of the sample.
+        #[arg(long, default_value_t = 10)]
+        records: usize,
+        /// Also write the final files (compressed, encrypted, with sidecars) here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Inspect and retry batches.
     #[command(subcommand)]
     Batches(BatchesCommand),
@@ -124,6 +140,10 @@ pub enum BatchesCommand {
     },
     /// A batch with its files, attempts and life-cycle events.
     Show { id: String },
+    /// Check a batch's spool files: hashes, then decompress, parse and count.
+    Verify { id: String },
+    /// Rebuild a batch's files from its stored records with the layout it was cut with.
+    Regenerate { id: String },
     /// Deliver a batch again (manual, failed, suspended, retry_wait or delivered).
     Retry {
         id: String,
@@ -211,6 +231,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             no_deliver,
         } => flush::run(&engine!(), delivery, !no_deliver, json),
         Command::Status => status::run(&engine!(), json),
+        Command::Preview {
+            ref delivery,
+            ref sample,
+            records,
+            ref out,
+        } => {
+            let cfg = match load_config(&cli.config) {
+                Ok(c) => c,
+                Err(code) => return Ok(code),
+            };
+            preview::run(&cfg, delivery, sample, records, out.as_deref())
+        }
         Command::Batches(ref cmd) => batches::run(&engine!(), cmd, json),
         Command::Deliveries(DeliveriesCommand::Resume { ref name }) => {
             let e = engine!();
