@@ -300,6 +300,9 @@ pub fn assemble(
         gzip_level: layout.file.gzip_level,
         encryption: enc.as_ref(),
         md5: layout.manifest.md5,
+        // Sync-flush gzip often enough that unflushed input stays a small
+        // share of a part (it is counted as if incompressible).
+        flush_every: layout.file.split_bytes.map_or(u64::MAX, |b| (b.0 / 8).clamp(1024, 256 << 10)),
         path: &path_of,
     };
     let mut plan = Plan {

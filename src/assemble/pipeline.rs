@@ -21,6 +21,8 @@ pub(crate) struct SinkSpec<'a> {
     pub gzip_level: u32,
     pub encryption: Option<&'a Encryption>,
     pub md5: bool,
+    /// Sync-flush gzip after this much input (bounds the size estimate).
+    pub flush_every: u64,
     /// Spool path of part `n` (1-based).
     pub path: &'a (dyn Fn(u32) -> PathBuf + Sync),
 }
@@ -103,13 +105,10 @@ enum Stack<'a> {
     Gzip(Box<GzEncoder<Lower<'a>>>),
 }
 
-/// Input since the last sync flush after which gzip is flushed, so the
-/// output so far bounds the final size closely.
-const FLUSH_EVERY: u64 = 256 << 10;
-
 /// One open part.
 struct Open<'a> {
     stack: Stack<'a>,
+    flush_every: u64,
     input: u64,
     since_flush: u64,
 }
@@ -137,6 +136,7 @@ fn open_part<'a>(spec: &SinkSpec<'a>, part: u32) -> io::Result<Open<'a>> {
     };
     Ok(Open {
         stack,
+        flush_every: spec.flush_every,
         input: 0,
         since_flush: 0,
     })
@@ -149,7 +149,7 @@ impl Open<'_> {
             Stack::Gzip(g) => {
                 g.write_all(data)?;
                 self.since_flush += data.len() as u64;
-                if track && self.since_flush >= FLUSH_EVERY {
+                if track && self.since_flush >= self.flush_every {
                     g.flush()?;
                     self.since_flush = 0;
                 }

@@ -48,10 +48,11 @@ pub fn run(engine: &Engine, cmd: &BatchesCommand, json: bool) -> anyhow::Result<
             let files = engine.store.files(&b)?;
             let attempts = engine.store.attempts(&b)?;
             let events = engine.store.events(&b)?;
+            let rejected = engine.store.rejections(&b)?;
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({ "batch": b, "files": files, "attempts": attempts, "events": events })
+                    serde_json::json!({ "batch": b, "files": files, "attempts": attempts, "events": events, "rejected": rejected })
                 );
                 return Ok(ExitCode::SUCCESS);
             }
@@ -73,10 +74,13 @@ pub fn run(engine: &Engine, cmd: &BatchesCommand, json: bool) -> anyhow::Result<
             }
             println!("  files:");
             for f in &files {
-                println!(
-                    "    {}  {} bytes  {} records  sha256 {}",
-                    f.name, f.bytes, f.records, f.sha256
-                );
+                println!("    {:<8} {}  {} bytes  {} records  sha256 {}", f.kind, f.name, f.bytes, f.records, f.sha256);
+            }
+            if !rejected.is_empty() {
+                println!("  rejected records ({}):", rejected.len());
+                for r in &rejected {
+                    println!("    record {}: {}", r.record, r.reason);
+                }
             }
             println!("  attempts:");
             for a in &attempts {
