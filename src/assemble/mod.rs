@@ -302,7 +302,10 @@ pub fn assemble(
         md5: layout.manifest.md5,
         // Sync-flush gzip often enough that unflushed input stays a small
         // share of a part (it is counted as if incompressible).
-        flush_every: layout.file.split_bytes.map_or(u64::MAX, |b| (b.0 / 8).clamp(1024, 256 << 10)),
+        flush_every: layout
+            .file
+            .split_bytes
+            .map_or(u64::MAX, |b| (b.0 / 8).clamp(1024, 256 << 10)),
         path: &path_of,
     };
     let mut plan = Plan {

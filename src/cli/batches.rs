@@ -74,7 +74,10 @@ pub fn run(engine: &Engine, cmd: &BatchesCommand, json: bool) -> anyhow::Result<
             }
             println!("  files:");
             for f in &files {
-                println!("    {:<8} {}  {} bytes  {} records  sha256 {}", f.kind, f.name, f.bytes, f.records, f.sha256);
+                println!(
+                    "    {:<8} {}  {} bytes  {} records  sha256 {}",
+                    f.kind, f.name, f.bytes, f.records, f.sha256
+                );
             }
             if !rejected.is_empty() {
                 println!("  rejected records ({}):", rejected.len());

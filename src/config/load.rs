@@ -370,7 +370,11 @@ impl<'r> Cx<'r> {
                 format!("{} is not a gzip level (0-9)", layout.file.gzip_level),
             );
         }
-        let ends_gz = layout.file.name.literal_suffix().ends_with(".gz");
+        let suffix = layout.file.name.literal_suffix();
+        let ends_gz = [".pgp", ".gpg", ".asc"]
+            .iter()
+            .fold(suffix, |s, ext| s.strip_suffix(ext).unwrap_or(s))
+            .ends_with(".gz");
         if layout.file.compression == Compression::Gzip && !ends_gz {
             self.push(
                 &format!("{label}.file.name"),
