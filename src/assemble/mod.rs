@@ -159,6 +159,9 @@ fn io_err(meta: &BatchMeta<'_>, path: &str) -> impl Fn(std::io::Error) -> Assemb
     }
 }
 
+/// Per-part stats, digests and rejected records of `write_parts`.
+type Written = (Vec<PartStat>, Vec<FileDigest>, Vec<Rejection>);
+
 /// Write the data parts through `sink`. Returns per-part stats, digests
 /// (placeholders for a threaded sink) and the rejected records.
 fn write_parts(
@@ -167,7 +170,7 @@ fn write_parts(
     encoder: &mut dyn Encoder,
     plan: &Plan,
     sink: &mut dyn PartSink,
-) -> Result<(Vec<PartStat>, Vec<FileDigest>, Vec<Rejection>), AssembleError> {
+) -> Result<Written, AssembleError> {
     let err = io_err(meta, "(part)");
     let mut stats = Vec::new();
     let mut digests = Vec::new();

@@ -64,7 +64,10 @@ pub(crate) struct FixedEncoder {
 }
 
 /// Place fields: (start 0-based, length) in config order.
-fn place(layout: &Layout) -> Result<Vec<(usize, usize)>, Vec<(String, String)>> {
+/// (key path, message) problems.
+type Problems = Vec<(String, String)>;
+
+fn place(layout: &Layout) -> Result<Vec<(usize, usize)>, Problems> {
     let mut errs = Vec::new();
     let mut out = Vec::new();
     let mut next = 1usize;
