@@ -116,6 +116,20 @@ impl Engine {
         Ok(ids)
     }
 
+    /// Durably queue everything `feed` produces in one transaction (all or none).
+    pub fn import(
+        &self,
+        delivery: &str,
+        feed: crate::store::Feed<'_>,
+    ) -> Result<(u64, Option<i64>, Option<i64>), EngineError> {
+        self.delivery(delivery)?;
+        let got = self.store.import(delivery, feed)?;
+        if let Some(w) = self.wake.get(delivery) {
+            w.notify_one();
+        }
+        Ok(got)
+    }
+
     /// Cut one batch and assemble it; `None` when nothing was pending.
     pub fn cut(
         &self,
@@ -150,18 +164,22 @@ impl Engine {
     pub fn flush(&self, delivery: &str) -> Result<Vec<Batch>, EngineError> {
         let d = self.delivery(delivery)?;
         let now = Utc::now();
+        // Only what is pending now: records arriving meanwhile wait for the
+        // next trigger instead of turning one flush into many small files.
+        let mut left = self.store.pending(delivery)?.count;
         let mut out = Vec::new();
-        while let Some(b) = self.cut(
-            delivery,
-            Fire::Manual,
-            out.is_empty() && d.batch.empty == EmptyPolicy::Deliver,
-            now,
-        )? {
-            let empty = b.record_count == 0;
-            out.push(b);
-            if empty {
-                break;
+        if left == 0 {
+            if d.batch.empty == EmptyPolicy::Deliver {
+                out.extend(self.cut(delivery, Fire::Manual, true, now)?);
             }
+            return Ok(out);
+        }
+        while left > 0 {
+            let Some(b) = self.cut(delivery, Fire::Manual, false, now)? else {
+                break;
+            };
+            left = left.saturating_sub(b.record_count);
+            out.push(b);
         }
         Ok(out)
     }
@@ -199,6 +217,11 @@ impl Engine {
             | BatchState::Suspended
             | BatchState::RetryWait
             | BatchState::Delivered => {
+                // A fresh retry budget, except for a batch that is only
+                // waiting for its next attempt ("retry now").
+                if b.state != BatchState::RetryWait {
+                    self.store.reset_attempt_budget(&b)?;
+                }
                 let b = self.store.transition(
                     &b,
                     BatchState::Ready,
@@ -234,6 +257,13 @@ impl Engine {
     pub fn verify(&self, id: &str) -> Result<Result<Vec<String>, String>, EngineError> {
         let b = self.batch(id)?;
         let d = self.delivery(&b.delivery)?;
+        if b.state == BatchState::Delivered
+            && !self.spool_dir.join(&b.delivery).join(&b.id).exists()
+        {
+            return Ok(Err(format!(
+                "{id} is delivered and its spool copy was removed after delivery; `consign batches regenerate {id}` rebuilds it from the stored records, then verify again"
+            )));
+        }
         Ok(deliver::verify(
             self.store.as_ref(),
             &b,

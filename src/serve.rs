@@ -12,10 +12,41 @@ use tokio::task::JoinSet;
 
 /// Batches delivered at the same time, across deliveries.
 const DELIVERY_CONCURRENCY: usize = 4;
+/// The worker re-reads due batches at least this often (batches made ready
+/// by another process, e.g. CLI `flush --no-deliver` or `deliveries resume`).
+const WORKER_POLL: Duration = Duration::from_secs(5);
 /// Purge of delivered records runs this often.
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
+/// Hold an exclusive lock beside the database while serving: two `serve`
+/// processes on one store would both recover and deliver the same batches.
+fn lock_store(db: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    let path = std::path::PathBuf::from(format!("{}.serve-lock", db.display()));
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open lock file {}", path.display()))?;
+    if f.try_lock().is_err() {
+        let mut pid = String::new();
+        let _ = f.read_to_string(&mut pid);
+        anyhow::bail!(
+            "another `consign serve` (pid {}) is using {}; stop it first (two would deliver the same batches)",
+            pid.trim(),
+            db.display()
+        );
+    }
+    f.set_len(0)?;
+    f.rewind()?;
+    write!(f, "{}", std::process::id())?;
+    Ok(f)
+}
+
 pub async fn serve(engine: Arc<Engine>) -> anyhow::Result<()> {
+    let _lock = lock_store(&engine.config.store.path)?;
     let e = engine.clone();
     let recovered = tokio::task::spawn_blocking(move || e.recover()).await??;
     if recovered > 0 {
@@ -139,8 +170,8 @@ async fn worker(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
             .flatten();
         let sleep = next_retry
             .map(|t| (t - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO))
-            .unwrap_or(Duration::from_secs(60))
-            .min(Duration::from_secs(60));
+            .unwrap_or(WORKER_POLL)
+            .min(WORKER_POLL);
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
             _ = engine.work.notified() => {}

@@ -92,7 +92,7 @@ fn enqueue_of_a_bad_file_names_the_line_and_queues_nothing() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("record 20 (line ") && err.contains("3 fields"),
+        err.contains("record 21 (line ") && err.contains("3 fields"),
         "{err}"
     );
     assert!(err.contains("nothing from"), "{err}");
@@ -110,4 +110,59 @@ fn enqueue_of_a_bad_file_names_the_line_and_queues_nothing() {
         good.to_str().expect("utf8"),
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown delivery \"nope\""));
+}
+
+#[test]
+fn names_without_batch_id_are_refused_unless_fixed_names_are_wanted() {
+    let base = "[[delivery]]\nname = \"d\"\n[delivery.destination]\ntype = \"local\"\ndir = \"out\"\n[delivery.file]\nname = \"daily.csv\"\n";
+    let ws = Workspace::new(base);
+    let out = ws.run(&["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("delivery[d].file.name")
+            && err.contains("{batch_id}")
+            && err.contains("unique_names"),
+        "{err}"
+    );
+    ws.write_config(&format!("{base}unique_names = false\n"));
+    ws.ok(&["check"]);
+}
+
+#[test]
+fn a_purged_batch_is_not_rebuilt_into_an_empty_file() {
+    let ws = Workspace::new(
+        "[store]\nretention = \"1ms\"\n[[delivery]]\nname = \"d\"\n[delivery.file]\nname = \"f_{batch_id}.csv\"\n[delivery.destination]\ntype = \"local\"\ndir = \"out\"\n",
+    );
+    let leads = ws.leads(5);
+    ws.ok(&["enqueue", "--delivery", "d", leads.to_str().expect("utf8")]);
+    let out = ws.json(&["flush", "d"], 0);
+    let id = out["batches"][0]["batch"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let name = out["batches"][0]["files"][0]["name"]
+        .as_str()
+        .expect("name")
+        .to_string();
+    let delivered = std::fs::read(ws.path(&format!("out/{name}"))).expect("read");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert!(ws.ok(&["purge"]).contains("purged 5 record(s)"));
+    // Delivery removed the spool copy; the records are gone: nothing to rebuild from.
+    let again = ws.json(&["batches", "retry", &id], 3);
+    assert_eq!(again["batch"]["state"], "manual");
+    assert!(
+        again["batch"]["last_error"]
+            .as_str()
+            .expect("err")
+            .contains("only 0 of its 5 records"),
+        "{again}"
+    );
+    assert_eq!(
+        std::fs::read(ws.path(&format!("out/{name}"))).expect("read"),
+        delivered,
+        "the partner's file is untouched"
+    );
+    let out = ws.run(&["batches", "regenerate", "no-such-batch"]);
+    assert_eq!(out.status.code(), Some(2), "unknown batch is bad input");
 }

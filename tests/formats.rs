@@ -107,6 +107,13 @@ fn independent_parsers_read_every_format_with_exact_values() {
         "4\n123456789012345678901\n02138\n'=SUM(A1)\n-12.50\n'multi\\nline'"
     );
 
+    let tsv = write("a.tsv", preview("csv_always"));
+    let got = python(
+        "import csv,sys; f=open(sys.argv[1],newline='',encoding='utf-8-sig'); r=list(csv.reader(f, delimiter='\\t', escapechar='\\\\', doublequote=False)); print(r[2][3]); print(r[1][2])",
+        &tsv,
+    );
+    assert_eq!(got, "@cmd\\path\nAnn & <Bob> \"Q\"");
+
     let xml = write("a.xml", preview("xml"));
     run(Command::new("xmllint").arg("--noout").arg(&xml));
     let n = run(Command::new("xmllint")

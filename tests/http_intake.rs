@@ -151,7 +151,7 @@ async fn a_bad_record_rejects_the_whole_request_and_names_it() {
         .post("/v1/deliveries/web/records", body, "application/x-ndjson")
         .await;
     assert_eq!(code, 422, "{v}");
-    assert_eq!(v["record"], 2);
+    assert_eq!(v["record"], 3);
     assert_eq!(v["line"], 3);
     assert_eq!(v["stored"], 0);
     let (code, v) = s
@@ -162,7 +162,7 @@ async fn a_bad_record_rejects_the_whole_request_and_names_it() {
         )
         .await;
     assert_eq!(code, 422);
-    assert!(v["error"].as_str().expect("e").contains("record 1"), "{v}");
+    assert!(v["error"].as_str().expect("e").contains("record 2"), "{v}");
     let big = json!({ "email": "x".repeat(4000) }).to_string();
     let (code, v) = s
         .post("/v1/deliveries/web/records", big, "application/json")
@@ -244,6 +244,19 @@ async fn count_trigger_cuts_and_delivers_and_sigterm_exits_cleanly() {
     let text = std::fs::read_to_string(outbox.join(&files[0])).expect("read");
     assert_eq!(text.lines().count(), 5);
     assert_eq!(pending(&s).await, 0);
+    // A second `serve` on the same store is refused.
+    let second = std::process::Command::new(bin())
+        .arg("--config")
+        .arg(s.ws.config())
+        .arg("serve")
+        .output()
+        .expect("run");
+    assert!(!second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("another `consign serve`"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
     let status = terminate(&mut s.child);
     assert!(
         status.success(),

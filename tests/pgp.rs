@@ -156,17 +156,24 @@ fn gnupg_2_2_reads_files_for_a_sequoia_made_key_and_checks_the_signature() {
         secret.display()
     );
     ws.write_config(&config(&[&public], &extra));
-    let file = flush(&ws, 300);
-    let (rows, stderr) = rows_via_gpg(&home, &file);
-    assert_eq!(rows, 301);
-    assert!(stderr.contains("Good signature"), "{stderr}");
-    // The engine verified the content (decrypted with verify_key) before delivery.
-    let id = ws.json(&["batches", "list"], 0)["batches"][0]["id"]
+    let leads = ws.leads(300);
+    ws.ok(&["enqueue", "--delivery", "p", leads.to_str().expect("utf8")]);
+    let cut = ws.json(&["flush", "p", "--no-deliver"], 0);
+    let id = cut["batches"][0]["batch"]["id"]
         .as_str()
         .expect("id")
         .to_string();
+    // The engine can check the content: decrypt with verify_key, gunzip, parse, count.
     let v = ws.json(&["batches", "verify", &id], 0);
     assert_eq!(v["notes"].as_array().map(|a| a.len()), Some(0), "{v}");
+    let done = ws.json(&["batches", "retry", &id], 0);
+    assert_eq!(done["batch"]["state"], "delivered");
+    let name = cut["batches"][0]["files"][0]["name"]
+        .as_str()
+        .expect("name");
+    let (rows, stderr) = rows_via_gpg(&home, &ws.path(&format!("out/{name}")));
+    assert_eq!(rows, 301);
+    assert!(stderr.contains("Good signature"), "{stderr}");
 }
 
 #[test]

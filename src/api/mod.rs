@@ -77,10 +77,18 @@ async fn enqueue(
         };
         ApiError(status, json!({ "error": message, "stored": 0 }))
     })?;
-    let ndjson = headers
+    let ctype = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("ndjson") || v.contains("jsonl"));
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let ndjson = ctype.contains("ndjson") || ctype.contains("jsonl");
+    if !(ctype.is_empty() || ndjson || ctype.contains("json") || ctype.starts_with("text/plain")) {
+        return Err(ApiError(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            json!({ "error": format!("content type {ctype:?} is not accepted: send application/json (object or array) or application/x-ndjson"), "stored": 0 }),
+        ));
+    }
     let max_record = engine.config.server.max_record.0 as usize;
     let e = engine.clone();
     blocking(move || {

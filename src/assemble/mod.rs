@@ -103,6 +103,24 @@ pub fn check_layout(layout: &Layout) -> Vec<(String, String)> {
             ));
         }
     }
+    if f.unique_names {
+        let m = &layout.manifest;
+        for (key, p) in [
+            ("file.name", Some(&f.name)),
+            ("manifest.json", m.json.as_ref()),
+            ("manifest.done", m.done.as_ref()),
+        ] {
+            if let Some(p) = p.filter(|p| !p.has_batch_id()) {
+                out.push((
+                    key.into(),
+                    format!(
+                        "{:?} has no {{batch_id}}: two batches could get the same name and the later one would replace the partner's earlier file; add {{batch_id}}, or set file.unique_names = false if the partner expects a fixed name",
+                        p.as_str()
+                    ),
+                ));
+            }
+        }
+    }
     if (f.split_records.is_some() || f.split_bytes.is_some()) && !f.name.has_part() {
         out.push((
             "file.name".into(),

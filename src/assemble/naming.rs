@@ -118,6 +118,11 @@ impl NamePattern {
         &self.text
     }
 
+    /// Whether `{batch_id}` appears (names unique per batch).
+    pub fn has_batch_id(&self) -> bool {
+        self.pieces.contains(&Piece::BatchId)
+    }
+
     /// Whether `{part}` appears (needed to give split parts distinct names).
     pub fn has_part(&self) -> bool {
         self.pieces.contains(&Piece::Part)

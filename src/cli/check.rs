@@ -5,11 +5,57 @@ use crate::destination;
 use std::path::Path;
 use std::process::ExitCode;
 
+/// Can we create and write in `dir`? Probes with a temporary file.
+fn writable(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    tempfile::tempfile_in(dir)
+        .map(|_| ())
+        .map_err(|e| format!("cannot write in {}: {e}", dir.display()))
+}
+
 pub fn run(path: &Path, connect: bool, only: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
-    let cfg = match load_config(path) {
+    let cfg = match crate::config::load(path) {
         Ok(c) => c,
-        Err(code) => return Ok(code),
+        Err(e) if json => {
+            println!(
+                "{}",
+                serde_json::json!({ "ok": false, "errors": e.errors.iter().map(|x| serde_json::json!({ "path": x.path, "line": x.line, "message": x.message })).collect::<Vec<_>>() })
+            );
+            return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+        Err(_) => match load_config(path) {
+            Ok(c) => c,
+            Err(code) => return Ok(code),
+        },
     };
+    let db_dir = cfg
+        .store
+        .path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let mut path_errors = Vec::new();
+    for (key, dir) in [
+        ("store.path", db_dir),
+        ("store.spool_dir", cfg.store.spool_dir.clone()),
+    ] {
+        if let Err(e) = writable(&dir) {
+            path_errors.push(format!("{key}: {e}"));
+        }
+    }
+    if !path_errors.is_empty() {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({ "ok": false, "errors": path_errors })
+            );
+        } else {
+            for e in &path_errors {
+                eprintln!("{}: {e}", path.display());
+            }
+        }
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
     if let Some(name) = only {
         if cfg.delivery(name).is_none() {
             eprintln!("unknown delivery {name:?}");

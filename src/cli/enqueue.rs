@@ -1,5 +1,6 @@
 //! `consign enqueue --delivery NAME FILE...`: validate each file completely,
-//! then commit its records in chunks, with a progress bar on large files.
+//! then store all its records in one transaction, with a progress bar on
+//! large files. A file is queued whole or not at all.
 
 use super::EXIT_CONFIG;
 use crate::engine::Engine;
@@ -51,21 +52,31 @@ pub fn run(
             eprintln!("nothing from {} was queued", path.display());
             return Ok(ExitCode::from(EXIT_CONFIG));
         }
-        // Pass 2: commit in chunks.
-        let mut ids: Vec<i64> = Vec::new();
-        let mut first = None;
-        let result = intake::read_file(path, fmt, max_record, CHUNK, &mut |chunk, pos| {
-            let got = engine.enqueue(delivery, chunk).map_err(|e| e.to_string())?;
-            first = first.or(got.first().copied());
-            ids.extend(got.last().copied());
-            bar.set_position(size + pos);
-            Ok(())
+        // Pass 2: store everything in one transaction (all or nothing,
+        // even if this process is killed half-way).
+        let mut failure = None;
+        let result = engine.import(delivery, &mut |push| {
+            intake::read_file(path, fmt, max_record, CHUNK, &mut |chunk, pos| {
+                push(chunk)?;
+                bar.set_position(size + pos);
+                Ok(())
+            })
+            .map(|_| ())
+            .map_err(|e| {
+                let m = e.to_string();
+                failure = Some(e);
+                m
+            })
         });
         bar.finish_and_clear();
-        let count = match result {
-            Ok(n) => n,
+        let (count, first, last) = match result {
+            Ok(r) => r,
             Err(e) => {
-                eprintln!("{}: {e}", path.display());
+                match failure {
+                    Some(f) => eprintln!("{}: {f}", path.display()),
+                    None => eprintln!("{}: {e}", path.display()),
+                }
+                eprintln!("nothing from {} was queued", path.display());
                 return Ok(ExitCode::from(super::EXIT_ERROR));
             }
         };
@@ -73,13 +84,13 @@ pub fn run(
             println!(
                 "{}: queued {count} record(s) for {delivery}{}",
                 path.display(),
-                match (first, ids.last()) {
+                match (first, last) {
                     (Some(a), Some(b)) => format!(" (ids {a}..={b})"),
                     _ => String::new(),
                 }
             );
         }
-        summary.push(serde_json::json!({ "file": path, "records": count, "first_id": first, "last_id": ids.last() }));
+        summary.push(serde_json::json!({ "file": path, "records": count, "first_id": first, "last_id": last }));
     }
     if json {
         println!(

@@ -159,6 +159,20 @@ pub enum DeliveriesCommand {
     Resume { name: String },
 }
 
+/// Exit code for an error that ended a command: bad input (unknown delivery
+/// or batch, a batch in the wrong state) is 2, anything else 1.
+pub fn exit_code_for(e: &anyhow::Error) -> u8 {
+    use crate::engine::EngineError;
+    match e.downcast_ref::<EngineError>() {
+        Some(
+            EngineError::UnknownDelivery(_)
+            | EngineError::UnknownBatch(_)
+            | EngineError::NotRetryable { .. },
+        ) => EXIT_CONFIG,
+        _ => EXIT_ERROR,
+    }
+}
+
 pub fn init_logging(cli: &Cli) {
     let default = match (cli.verbose, &cli.command) {
         (0, Command::Serve) => "info",
@@ -168,9 +182,11 @@ pub fn init_logging(cli: &Cli) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("consign={default},warn")));
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
@@ -218,7 +234,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => {
             let engine = Arc::new(engine!());
             let rt = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            rt.block_on(crate::serve::serve(engine))?;
+            let result = rt.block_on(crate::serve::serve(engine));
+            // Idle blocking-pool threads would keep the process alive for seconds.
+            rt.shutdown_background();
+            result?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Enqueue {

@@ -58,6 +58,11 @@ pub struct FileConfig {
     /// Split a batch into parts of at most this many bytes (of the final,
     /// compressed and encrypted file).
     pub split_bytes: Option<ByteSize>,
+    /// Require `{batch_id}` in names so two batches never share a file name
+    /// (a later batch would silently replace the partner's earlier file).
+    /// Set false only for partners that expect a fixed name.
+    #[serde(default = "default_true")]
+    pub unique_names: bool,
 }
 
 fn default_name() -> NamePattern {
@@ -76,6 +81,7 @@ impl Default for FileConfig {
             gzip_level: default_gzip_level(),
             split_records: None,
             split_bytes: None,
+            unique_names: true,
         }
     }
 }

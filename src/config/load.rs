@@ -97,6 +97,23 @@ pub fn load_str(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigEr
             }
             "server" => {
                 if let Some(s) = cx.value::<ServerConfig>("server", value) {
+                    if s.listen.parse::<std::net::SocketAddr>().is_err() && !s.listen.contains(':')
+                    {
+                        cx.push(
+                            "server.listen",
+                            Some(value.span()),
+                            format!("{:?} is not HOST:PORT", s.listen),
+                        );
+                    }
+                    if let Some(port) = s.listen.rsplit(':').next() {
+                        if port.parse::<u16>().is_err() {
+                            cx.push(
+                                "server.listen",
+                                Some(value.span()),
+                                format!("{:?}: port must be 0-65535", s.listen),
+                            );
+                        }
+                    }
                     server = s;
                 }
             }
@@ -318,6 +335,11 @@ impl<'r> Cx<'r> {
             );
         } else if let Some(expr) = trigger.cron.clone() {
             match Schedule::cron(&expr, timezone) {
+                Ok(s) if s.next_after(chrono::Utc::now()).is_none() => self.push(
+                    &format!("{label}.trigger.cron"),
+                    span_of(&["trigger", "cron"]),
+                    format!("{expr:?} never fires (no such date in the next five years)"),
+                ),
                 Ok(s) => trigger.schedule = Some(s),
                 Err(e) => self.push(
                     &format!("{label}.trigger.cron"),

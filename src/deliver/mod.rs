@@ -67,6 +67,22 @@ fn build(
         delivery.encryption.as_ref(),
         spool_dir,
     )?;
+    let read: u64 = built
+        .files
+        .iter()
+        .filter(|f| f.kind == "data")
+        .map(|f| f.records)
+        .sum::<u64>()
+        + built.rejected.len() as u64;
+    if read != batch.record_count {
+        return Err(assemble::AssembleError::Source {
+            batch: batch.id.clone(),
+            message: format!(
+                "only {read} of its {} records are still stored (purged after the retention period?); its files cannot be rebuilt",
+                batch.record_count
+            ),
+        });
+    }
     for r in &built.rejected {
         tracing::warn!(batch = %batch.id, record = r.record, "record left out of the file: {}", r.reason);
     }
@@ -223,22 +239,20 @@ pub fn attempt(
         Ok(receipt) => {
             store.finish_attempt(&batch, number, "delivered", None, Some(&receipt.detail))?;
             tracing::info!(batch = %batch.id, delivery = %delivery.name, attempt = number, "delivered: {}", receipt.detail);
-            Ok(Some(store.transition(
-                &batch,
-                BatchState::Delivered,
-                &receipt.detail,
-                None,
-            )?))
+            let done = store.transition(&batch, BatchState::Delivered, &receipt.detail, None)?;
+            // Delivered: the spool copy is no longer needed (a redelivery
+            // rebuilds from the stored records while they are retained).
+            let dir = spool_dir.join(&delivery.name).join(&batch.id);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::debug!(dir = %dir.display(), "could not remove spool directory: {e}");
+            }
+            Ok(Some(done))
         }
         Err(err) => {
             let now = Utc::now();
-            let decision = retry::decide(
-                &delivery.retry,
-                err.class,
-                number,
-                now,
-                rand::random::<f64>(),
-            );
+            let used = number.saturating_sub(batch.attempt_base);
+            let decision =
+                retry::decide(&delivery.retry, err.class, used, now, rand::random::<f64>());
             let message = err.to_string();
             store.finish_attempt(&batch, number, err.class.as_str(), Some(&message), None)?;
             tracing::warn!(batch = %batch.id, delivery = %delivery.name, attempt = number, "attempt failed: {message}");
@@ -267,7 +281,7 @@ pub fn attempt(
                         err.class,
                         ErrorClass::Connect | ErrorClass::Timeout | ErrorClass::Transient
                     ) {
-                        format!("retries exhausted after {number} attempts; last error: {message}")
+                        format!("retries exhausted after {used} attempts; last error: {message}")
                     } else {
                         format!("needs an operator: {message}")
                     };

@@ -120,7 +120,7 @@ pub fn io_class(e: &std::io::Error) -> ErrorClass {
     use std::io::ErrorKind::*;
     match e.kind() {
         PermissionDenied | ReadOnlyFilesystem => ErrorClass::Permission,
-        NotFound => ErrorClass::NotFound,
+        NotFound | NotADirectory | IsADirectory => ErrorClass::NotFound,
         TimedOut | WouldBlock => ErrorClass::Timeout,
         ConnectionRefused | ConnectionReset | ConnectionAborted | NotConnected
         | AddrNotAvailable | HostUnreachable | NetworkUnreachable => ErrorClass::Connect,

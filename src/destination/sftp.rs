@@ -229,7 +229,14 @@ impl SftpDestination {
             match session.userauth_pubkey_file(user, None, key, pass) {
                 Ok(()) if session.authenticated() => return Ok(()),
                 Ok(()) => failures.push(format!("key {} not accepted", key.display())),
-                Err(e) => failures.push(format!("key {}: {}", key.display(), e.message())),
+                Err(e) => {
+                    let hint = if self.cfg.passphrase.is_some() {
+                        " — wrong passphrase, or a key format libssh2 cannot read"
+                    } else {
+                        " — if the key is passphrase-protected, set `passphrase`"
+                    };
+                    failures.push(format!("key {}: {}{hint}", key.display(), e.message()))
+                }
             }
         }
         if let Some(pw) = &self.cfg.password {

@@ -10,7 +10,7 @@ use std::path::Path;
 /// A record that could not be accepted, and where it was.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct IntakeError {
-    /// 0-based index of the record in the request or file, when known.
+    /// 1-based number of the record in the request or file, when known.
     pub record: Option<u64>,
     /// 1-based line in the input, when known.
     pub line: Option<u64>,
@@ -18,9 +18,10 @@ pub struct IntakeError {
 }
 
 impl IntakeError {
+    /// `record` is the 0-based index; it is reported 1-based.
     fn at(record: Option<u64>, line: Option<u64>, message: impl Into<String>) -> Self {
         IntakeError {
-            record,
+            record: record.map(|r| r + 1),
             line,
             message: message.into(),
         }
@@ -108,6 +109,7 @@ pub fn parse_body(
     ndjson: bool,
     max_record: usize,
 ) -> Result<Vec<String>, IntakeError> {
+    let body = body.strip_prefix("\u{feff}".as_bytes()).unwrap_or(body);
     let text = std::str::from_utf8(body).map_err(|e| {
         IntakeError::at(
             None,
@@ -266,6 +268,11 @@ pub fn read_file(
                     IntakeError::at(Some(total), Some(i as u64 + 1), format!("cannot read: {e}"))
                 })?;
                 pos += line.len() as u64 + 1;
+                let line = if i == 0 {
+                    line.trim_start_matches('\u{feff}').to_string()
+                } else {
+                    line
+                };
                 if line.trim().is_empty() {
                     continue;
                 }
@@ -335,12 +342,28 @@ mod tests {
             2
         );
         let e = parse_body(b"{\"a\":1}\n{\"a\":\n", false, 1000).unwrap_err();
-        assert_eq!((e.record, e.line), (Some(1), Some(2)), "{e}");
+        assert_eq!((e.record, e.line), (Some(2), Some(2)), "{e}");
         let e = parse_body(br#"[{"a":1}, 7]"#, false, 1000).unwrap_err();
-        assert_eq!(e.record, Some(1));
+        assert_eq!(e.record, Some(2));
         assert!(e.message.contains("object"));
         let e = parse_body(br#"{"a":"0123456789"}"#, false, 10).unwrap_err();
         assert!(e.message.contains("limit"), "{e}");
+    }
+
+    #[test]
+    fn a_leading_bom_is_ignored() {
+        assert_eq!(
+            parse_body("\u{feff}{\"a\":1}\n{\"a\":2}".as_bytes(), true, 100)
+                .expect("bom")
+                .len(),
+            2
+        );
+        assert_eq!(
+            parse_body("\u{feff}[{\"a\":1}]".as_bytes(), false, 100)
+                .expect("bom")
+                .len(),
+            1
+        );
     }
 
     #[test]

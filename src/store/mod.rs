@@ -117,6 +117,8 @@ pub struct Batch {
     pub record_count: u64,
     pub bytes: u64,
     pub attempts: u32,
+    /// Attempts made before the last operator retry (the retry budget restarts there).
+    pub attempt_base: u32,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     /// Destination receipt of the successful delivery.
@@ -216,11 +218,21 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Receives chunks of records for [`Store::import`].
+pub type Pusher<'a> = &'a mut dyn FnMut(Vec<String>) -> std::result::Result<(), String>;
+/// Produces records for [`Store::import`] by calling the pusher.
+pub type Feed<'a> = &'a mut dyn FnMut(Pusher<'_>) -> std::result::Result<(), String>;
+
 /// Storage used by the engine. Calls block; async callers use `spawn_blocking`.
 pub trait Store: Send + Sync + 'static {
     /// Durably add records (JSON object text) to a delivery's queue. Returns
     /// their ids only after the commit. Concurrent calls share transactions.
     fn enqueue(&self, delivery: &str, records: Vec<String>) -> Result<Vec<i64>>;
+
+    /// Durably add every record `feed` produces (it calls the pusher with
+    /// chunks) in one transaction: all of them or, if the feed fails or the
+    /// process dies, none. Returns (count, first id, last id).
+    fn import(&self, delivery: &str, feed: Feed<'_>) -> Result<(u64, Option<i64>, Option<i64>)>;
 
     fn pending(&self, delivery: &str) -> Result<PendingStats>;
 
@@ -251,6 +263,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Batch>;
 
     fn start_attempt(&self, batch: &Batch) -> Result<u32>;
+    /// Give the batch a fresh retry budget (operator retry or resume).
+    fn reset_attempt_budget(&self, batch: &Batch) -> Result<()>;
     fn finish_attempt(
         &self,
         batch: &Batch,

@@ -39,6 +39,7 @@ CREATE TABLE batches (
     last_record     INTEGER,                -- first_record..=last_record
     layout          TEXT,                   -- JSON snapshot of the file layout at cut
     attempts        INTEGER NOT NULL DEFAULT 0,
+    attempt_base    INTEGER NOT NULL DEFAULT 0, -- attempts before the last operator retry
     next_attempt_at INTEGER,
     last_error      TEXT,
     receipt         TEXT,

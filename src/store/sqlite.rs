@@ -159,7 +159,7 @@ fn write_group(conn: &mut Connection, jobs: &[IntakeJob]) -> rusqlite::Result<Ve
     Ok(out)
 }
 
-const BATCH_COLS: &str = "rowid, id, delivery, state, trigger, created_at, updated_at, record_count, bytes, attempts, next_attempt_at, last_error, receipt, layout";
+const BATCH_COLS: &str = "rowid, id, delivery, state, trigger, created_at, updated_at, record_count, bytes, attempts, next_attempt_at, last_error, receipt, layout, attempt_base";
 
 fn row_to_batch(r: &Row<'_>) -> rusqlite::Result<Batch> {
     let state: String = r.get(3)?;
@@ -184,6 +184,7 @@ fn row_to_batch(r: &Row<'_>) -> rusqlite::Result<Batch> {
         last_error: r.get(11)?,
         receipt: r.get(12)?,
         layout: r.get(13)?,
+        attempt_base: r.get::<_, i64>(14)? as u32,
     })
 }
 
@@ -219,6 +220,30 @@ impl Store for SqliteStore {
             ))),
             Err(_) => Err(StoreError::Closed),
         }
+    }
+
+    fn import(&self, delivery: &str, feed: Feed<'_>) -> Result<(u64, Option<i64>, Option<i64>)> {
+        let mut conn = open(&self.path)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = millis(Utc::now());
+        let (mut n, mut first, mut last) = (0u64, None, None);
+        {
+            let mut stmt = tx.prepare("INSERT INTO records (delivery, received_at, bytes, payload) VALUES (?1, ?2, ?3, ?4)")?;
+            feed(&mut |chunk: Vec<String>| {
+                for r in &chunk {
+                    stmt.execute(params![delivery, now, r.len() as i64, r])
+                        .map_err(|e| e.to_string())?;
+                    let id = tx.last_insert_rowid();
+                    first.get_or_insert(id);
+                    last = Some(id);
+                    n += 1;
+                }
+                Ok(())
+            })
+            .map_err(|e| StoreError::Other(format!("nothing stored: {e}")))?;
+        }
+        tx.commit()?;
+        Ok((n, first, last))
     }
 
     fn pending(&self, delivery: &str) -> Result<PendingStats> {
@@ -430,6 +455,16 @@ impl Store for SqliteStore {
         })
     }
 
+    fn reset_attempt_budget(&self, batch: &Batch) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE batches SET attempt_base = attempts WHERE rowid = ?1",
+                [batch.rowid],
+            )?;
+            Ok(())
+        })
+    }
+
     fn finish_attempt(
         &self,
         batch: &Batch,
@@ -566,6 +601,7 @@ impl Store for SqliteStore {
             Ok(())
         })?;
         for b in &suspended {
+            self.reset_attempt_budget(b)?;
             self.transition(b, BatchState::Ready, "delivery resumed by operator", None)?;
         }
         Ok(suspended.len() as u64)
@@ -717,6 +753,31 @@ mod tests {
                 .expect("purge"),
             1
         );
+    }
+
+    #[test]
+    fn import_is_all_or_nothing() {
+        let (_d, s) = store();
+        let err = s
+            .import("d", &mut |push| {
+                push(vec!["{\"a\":1}".into(), "{\"a\":2}".into()])?;
+                push(vec!["{\"a\":3}".into()])?;
+                Err("line 9: broken".into())
+            })
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("nothing stored: line 9: broken"),
+            "{err}"
+        );
+        assert_eq!(s.pending("d").expect("p").count, 0);
+        let (n, first, last) = s
+            .import("d", &mut |push| {
+                push((0..3).map(|i| format!("{{\"i\":{i}}}")).collect())
+            })
+            .expect("import");
+        assert_eq!(n, 3);
+        assert_eq!(last.zip(first).map(|(l, f)| l - f), Some(2));
+        assert_eq!(s.pending("d").expect("p").count, 3);
     }
 
     #[test]

@@ -139,8 +139,9 @@ pub trait TriggerTarget: Send + Sync + 'static {
     ) -> Result<bool, String>;
 }
 
-/// Longest single sleep: wall-clock changes are noticed within this time.
-const MAX_SLEEP: Duration = Duration::from_secs(60);
+/// Longest single sleep: wall-clock changes and records queued by other
+/// processes (CLI `enqueue`) are noticed within this time.
+const MAX_SLEEP: Duration = Duration::from_secs(5);
 /// Pause after an error before trying again.
 const ERROR_PAUSE: Duration = Duration::from_secs(5);
 

@@ -106,6 +106,9 @@ impl Encoder for CsvEncoder {
         }
         let protect_on = self.cfg.formula_protection;
         let null = self.cfg.null_value.as_str();
+        // With an escape character, the csv crate escapes quotes but not the
+        // escape character itself: double it so readers get it back.
+        let esc = self.cfg.escape.filter(|e| *e != self.cfg.quote);
         let cells = self.cols.iter().map(|c| {
             let v = c.value(rec).unwrap_or(Cow::Borrowed(null));
             match (protect_on, v) {
@@ -113,6 +116,10 @@ impl Encoder for CsvEncoder {
                 (true, Cow::Owned(o)) => Cow::Owned(protect(&o).into_owned()),
                 (false, v) => v,
             }
+        });
+        let cells = cells.map(|v| match esc {
+            Some(e) if v.contains(e) => Cow::Owned(v.replace(e, &format!("{e}{e}"))),
+            _ => v,
         });
         let cells: Vec<Cow<'_, str>> = cells.collect();
         self.row(out, cells.into_iter());
