@@ -7,56 +7,69 @@ use std::borrow::Cow;
 
 pub(crate) struct CsvEncoder {
     cfg: CsvConfig,
-    builder: csv::WriterBuilder,
+    writer: csv_core::Writer,
     cols: Vec<Column>,
     header_due: bool,
 }
 
+/// Scratch space for csv_core, which writes into a fixed slice.
+const SCRATCH: usize = 4096;
+
 impl CsvEncoder {
     pub fn new(layout: &Layout) -> Result<Self, String> {
         let cfg = layout.csv.clone();
-        let mut b = csv::WriterBuilder::new();
+        let mut b = csv_core::WriterBuilder::new();
         // Config validation guarantees these are ASCII.
         b.delimiter(cfg.delimiter as u8)
             .quote(cfg.quote as u8)
             .quote_style(match cfg.quote_style {
-                QuoteStyle::Necessary => csv::QuoteStyle::Necessary,
-                QuoteStyle::Always => csv::QuoteStyle::Always,
-                QuoteStyle::Never => csv::QuoteStyle::Never,
-                QuoteStyle::NonNumeric => csv::QuoteStyle::NonNumeric,
+                QuoteStyle::Necessary => csv_core::QuoteStyle::Necessary,
+                QuoteStyle::Always => csv_core::QuoteStyle::Always,
+                QuoteStyle::Never => csv_core::QuoteStyle::Never,
+                QuoteStyle::NonNumeric => csv_core::QuoteStyle::NonNumeric,
             })
             .terminator(match cfg.line_ending {
-                LineEnding::Crlf => csv::Terminator::CRLF,
-                LineEnding::Lf => csv::Terminator::Any(b'\n'),
-            })
-            .buffer_capacity(512);
+                LineEnding::Crlf => csv_core::Terminator::CRLF,
+                LineEnding::Lf => csv_core::Terminator::Any(b'\n'),
+            });
         if let Some(e) = cfg.escape {
             if e != cfg.quote {
                 b.double_quote(false).escape(e as u8);
             }
         }
         Ok(CsvEncoder {
-            builder: b,
+            writer: b.build(),
             cols: columns(layout),
             header_due: false,
             cfg,
         })
     }
 
-    /// Write one row into `out` (writing to a Vec cannot fail).
-    fn row<'a>(&self, out: &mut Vec<u8>, cells: impl Iterator<Item = Cow<'a, str>>) {
-        let mut w = self.builder.from_writer(out);
-        for c in cells {
-            let _ = w.write_field(c.as_bytes());
-        }
-        let _ = w.write_record(None::<&[u8]>);
-        let _ = w.flush();
-    }
-
     fn header(&mut self, out: &mut Vec<u8>) {
-        let names: Vec<String> = self.cols.iter().map(|c| c.name.clone()).collect();
-        self.row(out, names.into_iter().map(Cow::Owned));
+        row(&mut self.writer, out, self.cols.iter().map(|c| Cow::Borrowed(c.name.as_str())));
     }
+}
+
+/// Append one row to `out`.
+fn row<'a>(writer: &mut csv_core::Writer, out: &mut Vec<u8>, cells: impl Iterator<Item = Cow<'a, str>>) {
+    let mut scratch = [0u8; SCRATCH];
+    for (i, cell) in cells.enumerate() {
+        if i > 0 {
+            let (_, n) = writer.delimiter(&mut scratch);
+            out.extend_from_slice(&scratch[..n]);
+        }
+        let mut input = cell.as_bytes();
+        loop {
+            let (res, nin, nout) = writer.field(input, &mut scratch);
+            out.extend_from_slice(&scratch[..nout]);
+            input = &input[nin..];
+            if res == csv_core::WriteResult::InputEmpty {
+                break;
+            }
+        }
+    }
+    let (_, n) = writer.terminator(&mut scratch);
+    out.extend_from_slice(&scratch[..n]);
 }
 
 /// A cell a spreadsheet would run as a formula gets a leading `'`; numbers
@@ -121,8 +134,7 @@ impl Encoder for CsvEncoder {
             Some(e) if v.contains(e) => Cow::Owned(v.replace(e, &format!("{e}{e}"))),
             _ => v,
         });
-        let cells: Vec<Cow<'_, str>> = cells.collect();
-        self.row(out, cells.into_iter());
+        row(&mut self.writer, out, cells);
         Ok(())
     }
 
