@@ -490,3 +490,21 @@ length = 12
         .filter(|l| !l.is_empty())
         .all(|l| l.len() == 12));
 }
+
+#[test]
+fn an_empty_batch_is_a_valid_gzip_with_only_the_header() {
+    let layout = format!("[delivery.file]\nname = \"leads_{{batch_id}}.csv.gz\"\ncompression = \"gzip\"\n[delivery.batch]\nempty = \"deliver\"\n{LEAD_MAP}")
+        .replace("[delivery.batch]\nempty", "[delivery.batch]\nmax_records = 10\nempty");
+    let ws = Workspace::new(
+        &outbox_config(&layout).replace("[delivery.batch]\nmax_records = 1000000\n", ""),
+    );
+    let out = ws.json(&["flush", "p"], 0);
+    let b = &out["batches"][0];
+    assert_eq!(b["batch"]["record_count"], 0);
+    assert_eq!(b["batch"]["state"], "delivered");
+    let file = ws.path(&format!(
+        "out/{}",
+        b["files"][0]["name"].as_str().expect("name")
+    ));
+    assert_eq!(gunzip(&file), b"account_id,first_name,company,phone\r\n");
+}

@@ -4,7 +4,6 @@
 //! with the format's reader and count records.
 
 use super::encrypt;
-use super::spool::hash_file;
 use crate::config::{Compression, EncryptionConfig, FileFormat, Layout};
 use crate::store::BatchFile;
 use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -25,43 +24,92 @@ pub fn verify(
     }
     for f in files {
         let path = path_of(f.part);
-        let (bytes, sha) = hash_file(&path)
+        let file = std::fs::File::open(&path)
             .map_err(|e| format!("{}: cannot read spool file {}: {e}", f.name, path.display()))?;
+        // One read of the file: hashed on the way into the decoders.
+        let mut hashed = Hashing::new(file);
+        let content = if f.kind != "data" {
+            Ok(None)
+        } else {
+            content_count(layout, encryption, &mut hashed, &f.name, &mut notes)
+        };
+        std::io::copy(&mut hashed, &mut std::io::sink()).map_err(|e| format!("{}: {e}", f.name))?;
+        let (bytes, sha) = hashed.finish();
         if bytes != f.bytes || sha != f.sha256 {
             return Err(format!(
                 "{}: spool file has {bytes} bytes, sha256 {sha}; assembly recorded {} bytes, sha256 {}",
                 f.name, f.bytes, f.sha256
             ));
         }
-        if f.kind != "data" {
-            continue;
-        }
-        let file = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", f.name))?;
-        let reader: Box<dyn Read + Send + Sync> = Box::new(file);
-        let reader: Box<dyn Read> = match encryption {
-            Some(e) => match &e.verify_key {
-                Some(k) => encrypt::decrypt(k, reader).map_err(|e| format!("{}: {e}", f.name))?,
-                None => {
-                    notes.push(format!("{}: encrypted; size and hash checked, content not (no encryption.verify_key)", f.name));
-                    continue;
-                }
-            },
-            None => reader,
-        };
-        let reader: Box<dyn Read> = match layout.file.compression {
-            Compression::Gzip => Box::new(flate2::read::GzDecoder::new(reader)),
-            Compression::None => reader,
-        };
-        let n = count(layout, BufReader::with_capacity(1 << 16, reader))
-            .map_err(|e| format!("{}: {e}", f.name))?;
-        if n != f.records {
-            return Err(format!(
-                "{}: holds {n} records, assembly recorded {}",
-                f.name, f.records
-            ));
+        if let Some(n) = content? {
+            if n != f.records {
+                return Err(format!(
+                    "{}: holds {n} records, assembly recorded {}",
+                    f.name, f.records
+                ));
+            }
         }
     }
     Ok(notes)
+}
+
+/// Decrypt (if possible), decompress, parse and count one data file.
+/// `Ok(None)` when the content cannot be checked (encrypted, no verify key).
+fn content_count(
+    layout: &Layout,
+    encryption: Option<&EncryptionConfig>,
+    input: &mut Hashing,
+    name: &str,
+    notes: &mut Vec<String>,
+) -> Result<Option<u64>, String> {
+    let reader: Box<dyn Read + Send + Sync + '_> = Box::new(input);
+    let reader: Box<dyn Read + '_> = match encryption {
+        Some(e) => match &e.verify_key {
+            Some(k) => encrypt::decrypt(k, reader).map_err(|e| format!("{name}: {e}"))?,
+            None => {
+                notes.push(format!("{name}: encrypted; size and hash checked, content not (no encryption.verify_key)"));
+                return Ok(None);
+            }
+        },
+        None => reader,
+    };
+    let reader: Box<dyn Read + '_> = match layout.file.compression {
+        Compression::Gzip => Box::new(flate2::read::GzDecoder::new(reader)),
+        Compression::None => reader,
+    };
+    count(layout, BufReader::with_capacity(1 << 16, reader))
+        .map(Some)
+        .map_err(|e| format!("{name}: {e}"))
+}
+
+/// A reader that hashes and counts what is read through it.
+struct Hashing {
+    inner: std::fs::File,
+    hasher: sha2::Sha256,
+    bytes: u64,
+}
+
+impl Hashing {
+    fn new(inner: std::fs::File) -> Self {
+        Hashing {
+            inner,
+            hasher: <sha2::Sha256 as sha2::Digest>::new(),
+            bytes: 0,
+        }
+    }
+
+    fn finish(self) -> (u64, String) {
+        (self.bytes, hex::encode(sha2::Digest::finalize(self.hasher)))
+    }
+}
+
+impl Read for Hashing {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        sha2::Digest::update(&mut self.hasher, &buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
 }
 
 /// Parse a decoded file and count its records.

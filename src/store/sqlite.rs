@@ -315,6 +315,9 @@ impl Store for SqliteStore {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.busy_timeout(Duration::from_secs(30))?;
+        // Map the file instead of copying every page through read(2):
+        // assembly streams whole batches.
+        conn.pragma_update(None, "mmap_size", 1i64 << 32)?;
         let (first, last): (Option<i64>, Option<i64>) = conn.query_row(
             "SELECT first_record, last_record FROM batches WHERE rowid = ?1",
             [batch.rowid],

@@ -8,6 +8,7 @@ use std::borrow::Cow;
 pub(crate) struct CsvEncoder {
     cfg: CsvConfig,
     writer: csv_core::Writer,
+    scratch: Box<[u8; SCRATCH]>,
     cols: Vec<Column>,
     header_due: bool,
 }
@@ -39,6 +40,7 @@ impl CsvEncoder {
         }
         Ok(CsvEncoder {
             writer: b.build(),
+            scratch: Box::new([0u8; SCRATCH]),
             cols: columns(layout),
             header_due: false,
             cfg,
@@ -46,21 +48,30 @@ impl CsvEncoder {
     }
 
     fn header(&mut self, out: &mut Vec<u8>) {
-        row(&mut self.writer, out, self.cols.iter().map(|c| Cow::Borrowed(c.name.as_str())));
+        row(
+            &mut self.writer,
+            &mut self.scratch,
+            out,
+            self.cols.iter().map(|c| Cow::Borrowed(c.name.as_str())),
+        );
     }
 }
 
 /// Append one row to `out`.
-fn row<'a>(writer: &mut csv_core::Writer, out: &mut Vec<u8>, cells: impl Iterator<Item = Cow<'a, str>>) {
-    let mut scratch = [0u8; SCRATCH];
+fn row<'a>(
+    writer: &mut csv_core::Writer,
+    scratch: &mut [u8; SCRATCH],
+    out: &mut Vec<u8>,
+    cells: impl Iterator<Item = Cow<'a, str>>,
+) {
     for (i, cell) in cells.enumerate() {
         if i > 0 {
-            let (_, n) = writer.delimiter(&mut scratch);
+            let (_, n) = writer.delimiter(scratch);
             out.extend_from_slice(&scratch[..n]);
         }
         let mut input = cell.as_bytes();
         loop {
-            let (res, nin, nout) = writer.field(input, &mut scratch);
+            let (res, nin, nout) = writer.field(input, scratch);
             out.extend_from_slice(&scratch[..nout]);
             input = &input[nin..];
             if res == csv_core::WriteResult::InputEmpty {
@@ -68,7 +79,7 @@ fn row<'a>(writer: &mut csv_core::Writer, out: &mut Vec<u8>, cells: impl Iterato
             }
         }
     }
-    let (_, n) = writer.terminator(&mut scratch);
+    let (_, n) = writer.terminator(scratch);
     out.extend_from_slice(&scratch[..n]);
 }
 
@@ -134,7 +145,7 @@ impl Encoder for CsvEncoder {
             Some(e) if v.contains(e) => Cow::Owned(v.replace(e, &format!("{e}{e}"))),
             _ => v,
         });
-        row(&mut self.writer, out, cells);
+        row(&mut self.writer, &mut self.scratch, out, cells);
         Ok(())
     }
 
