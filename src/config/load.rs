@@ -208,7 +208,9 @@ impl<'r> Cx<'r> {
         self.push(path, e.span(), e.message().trim().to_string());
     }
 
-    fn into_errors(self, file: &Path) -> ConfigErrors {
+        fn into_errors(mut self, file: &Path) -> ConfigErrors {
+        // In file order; errors without a line last.
+        self.errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
         ConfigErrors {
             file: file.to_path_buf(),
             errors: self.errors,
@@ -221,16 +223,39 @@ impl<'r> Cx<'r> {
         path: &str,
         value: &Spanned<DeValue<'_>>,
     ) -> Option<T> {
-        let mut one = DeTable::new();
-        one.insert(Spanned::new(value.span(), "v".into()), value.clone());
-        let de = Deserializer::from(Spanned::new(value.span(), one));
-        match BTreeMap::<String, T>::deserialize(de) {
-            Ok(mut m) => m.remove("v"),
+        match Self::parse_one::<T>(value) {
+            Ok(v) => Some(v),
             Err(e) => {
-                self.push_toml(path, &e);
+                // A table stops at its first bad key: try each key alone to
+                // report all of them, each with its own key path and line.
+                let mut found = false;
+                if let DeValue::Table(t) = value.get_ref() {
+                    for (k, v) in t.iter() {
+                        let mut single = DeTable::new();
+                        single.insert(k.clone(), v.clone());
+                        let alone = Spanned::new(v.span(), DeValue::Table(single));
+                        if let Err(err) = Self::parse_one::<T>(&alone) {
+                            if !err.message().starts_with("missing field") {
+                                self.push_toml(&format!("{path}.{}", k.get_ref()), &err);
+                                found = true;
+                            }
+                        }
+                    }
+                }
+                if !found {
+                    self.push_toml(path, &e);
+                }
                 None
             }
         }
+    }
+
+    fn parse_one<T: DeserializeOwned>(value: &Spanned<DeValue<'_>>) -> Result<T, toml::de::Error> {
+        let mut one = DeTable::new();
+        one.insert(Spanned::new(value.span(), "v".into()), value.clone());
+        let de = Deserializer::from(Spanned::new(value.span(), one));
+        let mut m = BTreeMap::<String, T>::deserialize(de)?;
+        m.remove("v").ok_or_else(|| serde::de::Error::custom("empty value"))
     }
 
     fn delivery(&mut self, index: usize, item: &Spanned<DeValue<'_>>) -> Option<DeliveryConfig> {
