@@ -67,11 +67,12 @@ pub enum AssembleError {
         record: i64,
         message: String,
     },
-    #[error("batch {batch}: cannot write spool file {path}: {source}")]
+    #[error("batch {batch}: cannot write spool file {path}: {error}")]
     Io {
         batch: String,
         path: String,
-        source: std::io::Error,
+        // Not `source`: the message already includes it (no doubled text in error chains).
+        error: std::io::Error,
     },
     #[error("batch {batch}: reading records: {message}")]
     Source { batch: String, message: String },
@@ -170,10 +171,10 @@ impl Plan {
 fn io_err(meta: &BatchMeta<'_>, path: &str) -> impl Fn(std::io::Error) -> AssembleError {
     let batch = meta.id.to_string();
     let path = path.to_string();
-    move |source| AssembleError::Io {
+    move |error| AssembleError::Io {
         batch: batch.clone(),
         path: path.clone(),
-        source,
+        error,
     }
 }
 

@@ -148,6 +148,9 @@ pub fn load_str(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigEr
             );
         }
     }
+    if deliveries.is_empty() && cx.errors.is_empty() {
+        cx.push("delivery", None, "no [[delivery]] blocks: nothing would ever be delivered (`consign init` writes a starter)".into());
+    }
     if !cx.errors.is_empty() {
         return Err(cx.into_errors(file));
     }
@@ -208,7 +211,7 @@ impl<'r> Cx<'r> {
         self.push(path, e.span(), e.message().trim().to_string());
     }
 
-        fn into_errors(mut self, file: &Path) -> ConfigErrors {
+    fn into_errors(mut self, file: &Path) -> ConfigErrors {
         // In file order; errors without a line last.
         self.errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
         ConfigErrors {
@@ -255,7 +258,8 @@ impl<'r> Cx<'r> {
         one.insert(Spanned::new(value.span(), "v".into()), value.clone());
         let de = Deserializer::from(Spanned::new(value.span(), one));
         let mut m = BTreeMap::<String, T>::deserialize(de)?;
-        m.remove("v").ok_or_else(|| serde::de::Error::custom("empty value"))
+        m.remove("v")
+            .ok_or_else(|| serde::de::Error::custom("empty value"))
     }
 
     fn delivery(&mut self, index: usize, item: &Spanned<DeValue<'_>>) -> Option<DeliveryConfig> {
