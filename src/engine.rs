@@ -257,19 +257,12 @@ impl Engine {
     pub fn verify(&self, id: &str) -> Result<Result<Vec<String>, String>, EngineError> {
         let b = self.batch(id)?;
         let d = self.delivery(&b.delivery)?;
-        if b.state == BatchState::Delivered
-            && !self.spool_dir.join(&b.delivery).join(&b.id).exists()
-        {
-            return Ok(Err(format!(
-                "{id} is delivered and its spool copy was removed after delivery; `consign batches regenerate {id}` rebuilds it from the stored records, then verify again"
-            )));
+        if b.state == BatchState::Delivered && !self.spool_dir.join(&b.delivery).join(&b.id).exists() {
+            return Ok(Ok(vec![format!(
+                "{id} is delivered; its spool copy was removed after delivery, so there is nothing local to check (`consign batches regenerate {id}` rebuilds it for inspection without redelivering)"
+            )]));
         }
-        Ok(deliver::verify(
-            self.store.as_ref(),
-            &b,
-            d,
-            &self.spool_dir,
-        )?)
+        Ok(deliver::verify(self.store.as_ref(), &b, d, &self.spool_dir)?.map_err(|p| p.message))
     }
 
     /// Lift a suspension; its batches become ready.

@@ -10,6 +10,30 @@ use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
+/// What is wrong with a batch's files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub message: String,
+    /// The spool differs from what assembly wrote (missing, other size or
+    /// hash): rebuilding from the stored records can fix it. Otherwise the
+    /// content itself does not check out.
+    pub changed: bool,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+fn changed(message: String) -> Problem {
+    Problem { message, changed: true }
+}
+
+fn content(message: String) -> Problem {
+    Problem { message, changed: false }
+}
+
 /// Check every file. `Ok` carries notes (e.g. content not checked); `Err`
 /// says what is wrong, naming the file.
 pub fn verify(
@@ -17,15 +41,15 @@ pub fn verify(
     encryption: Option<&EncryptionConfig>,
     files: &[BatchFile],
     path_of: &dyn Fn(u32) -> PathBuf,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, Problem> {
     let mut notes = Vec::new();
     if files.is_empty() {
-        return Err("the batch has no files".into());
+        return Err(changed("the batch has no files".into()));
     }
     for f in files {
         let path = path_of(f.part);
         let file = std::fs::File::open(&path)
-            .map_err(|e| format!("{}: cannot read spool file {}: {e}", f.name, path.display()))?;
+            .map_err(|e| changed(format!("{}: cannot read spool file {}: {e}", f.name, path.display())))?;
         // One read of the file: hashed on the way into the decoders.
         let mut hashed = Hashing::new(file);
         let content = if f.kind != "data" {
@@ -33,20 +57,17 @@ pub fn verify(
         } else {
             content_count(layout, encryption, &mut hashed, &f.name, &mut notes)
         };
-        std::io::copy(&mut hashed, &mut std::io::sink()).map_err(|e| format!("{}: {e}", f.name))?;
+        std::io::copy(&mut hashed, &mut std::io::sink()).map_err(|e| changed(format!("{}: {e}", f.name)))?;
         let (bytes, sha) = hashed.finish();
         if bytes != f.bytes || sha != f.sha256 {
-            return Err(format!(
+            return Err(changed(format!(
                 "{}: spool file has {bytes} bytes, sha256 {sha}; assembly recorded {} bytes, sha256 {}",
                 f.name, f.bytes, f.sha256
-            ));
+            )));
         }
-        if let Some(n) = content? {
+        if let Some(n) = content.map_err(self::content)? {
             if n != f.records {
-                return Err(format!(
-                    "{}: holds {n} records, assembly recorded {}",
-                    f.name, f.records
-                ));
+                return Err(self::content(format!("{}: holds {n} records, assembly recorded {}", f.name, f.records)));
             }
         }
     }

@@ -34,8 +34,12 @@ pub struct Layout {
     pub fixed_width: FixedWidthConfig,
     #[serde(default)]
     pub fields: Vec<FieldConfig>,
-    #[serde(default)]
+        #[serde(default)]
     pub manifest: ManifestConfig,
+    /// Whether the files are OpenPGP-encrypted (the keys themselves are read
+    /// from the current config; a batch cut encrypted is never written in clear).
+    #[serde(default)]
+    pub encrypted: bool,
 }
 
 /// `[delivery.file]`: naming, format, splitting and compression.

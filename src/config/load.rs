@@ -352,8 +352,21 @@ impl<'r> Cx<'r> {
                 "missing [delivery.destination] table".into(),
             );
         }
-        let timezone = timezone.unwrap_or_default();
+                let timezone = timezone.unwrap_or_default();
         layout.timezone = timezone;
+        layout.encrypted = encryption.is_some();
+        let pgp_name = [".pgp", ".gpg", ".asc"].iter().any(|e| layout.file.name.literal_suffix().ends_with(e));
+        if pgp_name != layout.encrypted {
+            self.push(
+                &format!("{label}.file.name"),
+                span_of(&["file", "name"]),
+                if layout.encrypted {
+                    "encryption is on: the name should end in .pgp, .gpg or .asc so the partner knows to decrypt".into()
+                } else {
+                    "the name ends in .pgp/.gpg/.asc but there is no [delivery.encryption]: the file would be sent in clear".into()
+                },
+            );
+        }
 
         // Cross-field rules.
         if trigger.cron.is_some() && trigger.at.is_some() {

@@ -4,6 +4,7 @@
 
 pub mod retry;
 
+use crate::assemble::verify::Problem;
 use crate::assemble::{self, BatchMeta};
 use crate::config::{DeliveryConfig, Layout};
 use crate::destination::{Destination, DestinationError, ErrorClass, OutgoingFile, Shipment};
@@ -35,12 +36,26 @@ impl assemble::RecordSource for StoreRecords<'_> {
 }
 
 /// The layout a batch was cut with (its snapshot), else the delivery's current one.
-pub fn layout_of(batch: &Batch, delivery: &DeliveryConfig) -> Layout {
-    batch
-        .layout
-        .as_deref()
-        .and_then(|j| serde_json::from_str(j).ok())
-        .unwrap_or_else(|| delivery.layout.clone())
+pub fn layout_of(batch: &Batch, delivery: &DeliveryConfig) -> Result<Layout, assemble::AssembleError> {
+    let layout: Layout = match batch.layout.as_deref() {
+        // Batches cut before snapshots existed.
+        None => delivery.layout.clone(),
+        Some(j) => serde_json::from_str(j).map_err(|e| assemble::AssembleError::Layout {
+            batch: batch.id.clone(),
+            message: format!("cannot read the layout snapshot taken at cut ({e}); refusing to substitute the current config"),
+        })?,
+    };
+    match (layout.encrypted, delivery.encryption.is_some()) {
+        (true, false) => Err(assemble::AssembleError::Encryption {
+            batch: batch.id.clone(),
+            message: "the batch was cut to be encrypted but [delivery.encryption] is no longer configured; refusing to write it in clear".into(),
+        }),
+        (false, true) => Err(assemble::AssembleError::Encryption {
+            batch: batch.id.clone(),
+            message: "the batch was cut unencrypted (its names have no .pgp) but [delivery.encryption] is configured now; regenerate would mislabel it".into(),
+        }),
+        _ => Ok(layout),
+    }
 }
 
 fn meta(batch: &Batch) -> BatchMeta<'_> {
@@ -59,7 +74,7 @@ fn build(
     delivery: &DeliveryConfig,
     spool_dir: &Path,
 ) -> Result<assemble::Assembled, assemble::AssembleError> {
-    let layout = layout_of(batch, delivery);
+    let layout = layout_of(batch, delivery)?;
     let built = assemble::assemble(
         &StoreRecords { store, batch },
         &meta(batch),
@@ -130,13 +145,26 @@ pub fn regenerate(
     delivery: &DeliveryConfig,
     spool_dir: &Path,
 ) -> Result<Batch, DeliverError> {
-    let b = store.transition(
-        batch,
-        BatchState::Assembling,
-        "regenerating files from stored records",
+    let b = store.transition(batch, BatchState::Assembling, "regenerating files from stored records", None)?;
+    if batch.state != BatchState::Delivered {
+        return assemble_batch(store, &b, delivery, spool_dir);
+    }
+    // A delivered batch is rebuilt for inspection only: it goes straight back
+    // to `delivered` (never through `ready`, where a worker would send it again).
+    let built = match build(store, &b, delivery, spool_dir) {
+        Ok(built) => built,
+        Err(e) => {
+            store.transition(&b, BatchState::Delivered, &format!("regeneration failed: {e}"), None)?;
+            return Err(e.into());
+        }
+    };
+    store.set_files(&b, &built.files, &built.rejected)?;
+    Ok(store.transition(
+        &b,
+        BatchState::Delivered,
+        "files regenerated for inspection; not redelivered (`consign batches retry` redelivers)",
         None,
-    )?;
-    assemble_batch(store, &b, delivery, spool_dir)
+    )?)
 }
 
 /// Check a batch's spool files: hashes, then content (decrypt, decompress, parse, count).
@@ -145,9 +173,12 @@ pub fn verify(
     batch: &Batch,
     delivery: &DeliveryConfig,
     spool_dir: &Path,
-) -> Result<Result<Vec<String>, String>, DeliverError> {
+) -> Result<Result<Vec<String>, Problem>, DeliverError> {
     let files = store.files(batch)?;
-    let layout = layout_of(batch, delivery);
+    let layout = match layout_of(batch, delivery) {
+        Ok(l) => l,
+        Err(e) => return Ok(Err(Problem { message: e.to_string(), changed: false })),
+    };
     let m = meta(batch);
     Ok(assemble::verify::verify(
         &layout,
@@ -168,8 +199,8 @@ fn outgoing(
 ) -> Result<Vec<OutgoingFile>, DestinationError> {
     let perm = |m: String| DestinationError::new(ErrorClass::Permanent, m);
     let mut check = verify(store, batch, delivery, spool_dir).map_err(|e| perm(e.to_string()))?;
-    if check.is_err() {
-        tracing::warn!(batch = %batch.id, "spool files missing or changed ({}); rebuilding from stored records", check.as_ref().err().map(String::as_str).unwrap_or(""));
+    if let Some(p) = check.as_ref().err().filter(|p| p.changed) {
+        tracing::warn!(batch = %batch.id, "spool files missing or changed ({}); rebuilding from stored records", p.message);
         let built = build(store, batch, delivery, spool_dir).map_err(|e| perm(e.to_string()))?;
         store
             .set_files(batch, &built.files, &built.rejected)
@@ -177,9 +208,7 @@ fn outgoing(
         check = verify(store, batch, delivery, spool_dir).map_err(|e| perm(e.to_string()))?;
     }
     if let Err(problem) = check {
-        return Err(perm(format!(
-            "verification failed, delivery blocked: {problem}"
-        )));
+        return Err(perm(format!("verification failed, delivery blocked: {}", problem.message)));
     }
     let m = meta(batch);
     Ok(store

@@ -61,6 +61,29 @@ impl Format {
     }
 }
 
+/// A record exactly as the sender wrote it (numbers keep their spelling:
+/// `1E5` stays `1E5`), after checking it is one JSON object within the limit.
+fn check_raw(
+    raw: &serde_json::value::RawValue,
+    record: u64,
+    line: Option<u64>,
+    max_record: usize,
+) -> Result<String, IntakeError> {
+    let text = raw.get().trim();
+    if !text.starts_with('{') {
+        let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+        return Err(IntakeError::at(Some(record), line, format!("expected a JSON object, found {}", kind(&v))));
+    }
+    if text.len() > max_record {
+        return Err(IntakeError::at(
+            Some(record),
+            line,
+            format!("record is {} bytes, over the {max_record}-byte limit", text.len()),
+        ));
+    }
+    Ok(text.to_string())
+}
+
 fn check_object(
     v: Value,
     record: u64,
@@ -120,21 +143,17 @@ pub fn parse_body(
     let trimmed = text.trim_start();
     if !ndjson {
         if trimmed.starts_with('[') {
-            let items: Vec<Value> = serde_json::from_str(text).map_err(|e| {
-                IntakeError::at(
-                    None,
-                    Some(e.line() as u64),
-                    format!("invalid JSON array: {e}"),
-                )
+            let items: Vec<&serde_json::value::RawValue> = serde_json::from_str(text).map_err(|e| {
+                IntakeError::at(None, Some(e.line() as u64), format!("invalid JSON array: {e}"))
             })?;
             return items
                 .into_iter()
                 .enumerate()
-                .map(|(i, v)| check_object(v, i as u64, None, max_record))
+                .map(|(i, v)| check_raw(v, i as u64, None, max_record))
                 .collect();
         }
-        match serde_json::from_str::<Value>(text) {
-            Ok(v) => return Ok(vec![check_object(v, 0, Some(1), max_record)?]),
+        match serde_json::from_str::<&serde_json::value::RawValue>(text) {
+            Ok(v) => return Ok(vec![check_raw(v, 0, Some(1), max_record)?]),
             Err(e) if e.is_syntax() && e.to_string().starts_with("trailing characters") => {}
             Err(e) if trimmed.is_empty() || e.is_eof() && trimmed.is_empty() => {
                 return Err(IntakeError::at(
@@ -158,14 +177,14 @@ pub fn parse_body(
             continue;
         }
         let record = out.len() as u64;
-        let v: Value = serde_json::from_str(line).map_err(|e| {
+        let v: &serde_json::value::RawValue = serde_json::from_str(line).map_err(|e| {
             IntakeError::at(
                 Some(record),
                 Some(i as u64 + 1),
                 format!("invalid JSON: {e}"),
             )
         })?;
-        out.push(check_object(v, record, Some(i as u64 + 1), max_record)?);
+        out.push(check_raw(v, record, Some(i as u64 + 1), max_record)?);
     }
     if out.is_empty() {
         return Err(IntakeError::at(None, None, "no records in body"));
@@ -276,14 +295,14 @@ pub fn read_file(
                 if line.trim().is_empty() {
                     continue;
                 }
-                let v: Value = serde_json::from_str(&line).map_err(|e| {
+                let v: &serde_json::value::RawValue = serde_json::from_str(&line).map_err(|e| {
                     IntakeError::at(
                         Some(total),
                         Some(i as u64 + 1),
                         format!("invalid JSON: {e}"),
                     )
                 })?;
-                buf.push(check_object(v, total, Some(i as u64 + 1), max_record)?);
+                buf.push(check_raw(v, total, Some(i as u64 + 1), max_record)?);
                 total += 1;
                 if buf.len() >= chunk {
                     flush(&mut buf, pos)?;
@@ -364,6 +383,12 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn numbers_keep_their_spelling() {
+        let r = parse_body(br#"[{"a":1E5,"b":1e400,"c":-0,"d":0.10}]"#, false, 1000).expect("ok");
+        assert_eq!(r[0], r#"{"a":1E5,"b":1e400,"c":-0,"d":0.10}"#);
     }
 
     #[test]

@@ -90,6 +90,8 @@ impl BatchState {
                 | (Failed, Assembling)
                 | (Suspended, Assembling)
                 | (Delivered, Assembling)
+                // a delivered batch regenerated for inspection goes back as it was
+                | (Assembling, Delivered)
         )
     }
 }

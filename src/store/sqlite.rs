@@ -731,7 +731,7 @@ mod tests {
         s.enqueue("d", vec!["{}".into()]).expect("enqueue");
         let b = cut(&s, 10).expect("batch");
         let err = s
-            .transition(&b, BatchState::Delivered, "x", None)
+            .transition(&b, BatchState::Delivering, "x", None)
             .unwrap_err();
         assert!(matches!(err, StoreError::BadTransition { .. }), "{err}");
         let b = s

@@ -11,15 +11,24 @@ enum Enc {
     Utf8,
     /// ISO-8859-1 exactly: U+0000..=U+00FF map to one byte each.
     Latin1,
+    /// 7-bit ASCII.
+    Ascii,
     Other(&'static encoding_rs::Encoding),
 }
 
 impl Enc {
+    /// `utf-8`, `iso-8859-1` (exact Latin-1), `us-ascii`, or an encoding_rs
+    /// encoding by its canonical name (`windows-1252`, `ISO-8859-2`,
+    /// `Shift_JIS`…). WHATWG aliases that silently mean another encoding
+    /// (`latin1` → windows-1252, `utf-16le` → UTF-8 output) are refused.
     fn from_label(label: &str) -> Option<Enc> {
         match label.to_ascii_lowercase().replace('_', "-").as_str() {
             "utf-8" | "utf8" => Some(Enc::Utf8),
             "iso-8859-1" | "latin1" | "latin-1" | "iso8859-1" => Some(Enc::Latin1),
-            other => encoding_rs::Encoding::for_label(other.as_bytes()).map(Enc::Other),
+            "us-ascii" | "ascii" => Some(Enc::Ascii),
+            _ => encoding_rs::Encoding::for_label(label.as_bytes())
+                .filter(|e| e.name().eq_ignore_ascii_case(label) && e.output_encoding() == *e)
+                .map(Enc::Other),
         }
     }
 
@@ -27,9 +36,10 @@ impl Enc {
     fn char(self, c: char, buf: &mut [u8; 8]) -> Option<usize> {
         match self {
             Enc::Utf8 => Some(c.encode_utf8(buf).len()),
-            Enc::Latin1 => {
+            Enc::Latin1 | Enc::Ascii => {
                 let n = c as u32;
-                (n <= 0xFF).then(|| {
+                let max = if matches!(self, Enc::Ascii) { 0x7F } else { 0xFF };
+                (n <= max).then(|| {
                     buf[0] = n as u8;
                     1
                 })
@@ -44,6 +54,15 @@ impl Enc {
                 Some(bytes.len())
             }
         }
+    }
+}
+
+/// Line breaks, tabs and other controls would break the layout: a space.
+fn flat(c: char) -> char {
+    if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{85}') {
+        ' '
+    } else {
+        c
     }
 }
 
@@ -163,8 +182,7 @@ impl FixedEncoder {
             Ok(true)
         };
         for c in text.chars() {
-            // Line breaks and tabs would break the layout.
-            let c = if c.is_control() { ' ' } else { c };
+            let c = flat(c);
             let ok = match self.enc.char(c, &mut b) {
                 Some(n) => push(&b[..n], out)?,
                 None => match self.cfg.unmappable {
@@ -184,7 +202,7 @@ impl FixedEncoder {
                             .filter(|s| !s.is_empty())
                             .unwrap_or("?");
                         for t in plain.chars() {
-                            let n = self.enc.char(t, &mut b).unwrap_or(0);
+                            let n = self.enc.char(flat(t), &mut b).unwrap_or(0);
                             if !push(&b[..n], out)? {
                                 all = false;
                                 break;
@@ -275,7 +293,9 @@ pub(crate) fn check(layout: &Layout) -> Vec<(String, String)> {
     let mut b = [0u8; 8];
     for f in &layout.fields {
         let fill = f.fill.unwrap_or(' ');
-        if enc.char(fill, &mut b) != Some(1) {
+        if fill.is_control() {
+            out.push((format!("field[{}].fill", f.name), format!("{fill:?} is a control character")));
+        } else if enc.char(fill, &mut b) != Some(1) {
             out.push((
                 format!("field[{}].fill", f.name),
                 format!(

@@ -54,6 +54,20 @@ impl XmlEncoder {
         out.extend_from_slice(quick_xml::escape::escape(cleaned.as_ref()).as_bytes());
     }
 
+    /// Attribute values: like text, plus line breaks and tabs as character
+    /// references (parsers would normalise raw ones to spaces).
+    fn attr_text(&self, out: &mut Vec<u8>, s: &str) {
+        let cleaned = self.clean(s);
+        for b in quick_xml::escape::escape(cleaned.as_ref()).bytes() {
+            match b {
+                b'\n' => out.extend_from_slice(b"&#10;"),
+                b'\r' => out.extend_from_slice(b"&#13;"),
+                b'\t' => out.extend_from_slice(b"&#9;"),
+                _ => out.push(b),
+            }
+        }
+    }
+
     fn attrs(&self, out: &mut Vec<u8>, attrs: &[(String, usize)], rec: &RawRecord<'_>) {
         for (name, col) in attrs {
             let v = self.cols[*col].value(rec);
@@ -63,7 +77,7 @@ impl XmlEncoder {
             out.push(b' ');
             out.extend_from_slice(name.as_bytes());
             out.extend_from_slice(b"=\"");
-            self.text(out, v.as_deref().unwrap_or(""));
+            self.attr_text(out, v.as_deref().unwrap_or(""));
             out.push(b'"');
         }
     }
@@ -126,7 +140,7 @@ impl Encoder for XmlEncoder {
             out.extend_from_slice(k.as_bytes());
             out.extend_from_slice(b"=\"");
             let v = header_template(t, part);
-            self.text(out, &v);
+            self.attr_text(out, &v);
             out.push(b'"');
         }
         out.extend_from_slice(b">\n");
