@@ -257,7 +257,9 @@ impl Engine {
     pub fn verify(&self, id: &str) -> Result<Result<Vec<String>, String>, EngineError> {
         let b = self.batch(id)?;
         let d = self.delivery(&b.delivery)?;
-        if b.state == BatchState::Delivered && !self.spool_dir.join(&b.delivery).join(&b.id).exists() {
+        if b.state == BatchState::Delivered
+            && !self.spool_dir.join(&b.delivery).join(&b.id).exists()
+        {
             return Ok(Ok(vec![format!(
                 "{id} is delivered; its spool copy was removed after delivery, so there is nothing local to check (`consign batches regenerate {id}` rebuilds it for inspection without redelivering)"
             )]));

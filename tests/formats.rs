@@ -508,3 +508,42 @@ fn an_empty_batch_is_a_valid_gzip_with_only_the_header() {
     ));
     assert_eq!(gunzip(&file), b"account_id,first_name,company,phone\r\n");
 }
+
+#[test]
+fn a_delivered_batch_regenerated_for_inspection_is_not_sent_again() {
+    let layout = format!("[delivery.file]\nname = \"leads_{{batch_id}}.csv\"\n{LEAD_MAP}");
+    let (ws, out) = deliver(&layout, 20);
+    let id = out["batches"][0]["batch"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let v = ws.json(&["batches", "verify", &id], 0);
+    assert!(
+        v["notes"][0]
+            .as_str()
+            .expect("note")
+            .contains("spool copy was removed"),
+        "{v}"
+    );
+    let r = ws.json(&["batches", "regenerate", &id], 0);
+    assert_eq!(r["batch"]["state"], "delivered", "{r}");
+    assert_eq!(ws.json(&["batches", "verify", &id], 0)["ok"], true);
+}
+
+#[test]
+fn a_manifest_name_that_collides_with_a_data_part_fails_the_batch_loudly() {
+    let layout = format!(
+        "[delivery.file]\nname = \"x_{{batch_id}}_{{part}}.csv\"\nsplit_records = 10\n[delivery.manifest]\ndone = \"x_{{batch_id}}_1.csv\"\n{LEAD_MAP}"
+    );
+    let ws = Workspace::new(&outbox_config(&layout));
+    let leads = ws.leads(25);
+    ws.ok(&["enqueue", "--delivery", "p", leads.to_str().expect("utf8")]);
+    let out = ws.run(&["flush", "p"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("would both be named"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(list(&ws.path("out")).is_empty(), "nothing delivered");
+}

@@ -230,3 +230,47 @@ fn check_refuses_expired_revoked_and_encryptionless_keys_naming_them() {
         assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
     }
 }
+
+#[test]
+fn a_batch_cut_encrypted_is_never_written_in_clear() {
+    let ws = Workspace::new("");
+    let (public, _) = sequoia_key(&ws, "k", CertBuilder::general_purpose(None::<String>));
+    ws.write_config(&config(&[&public], ""));
+    let leads = ws.leads(10);
+    ws.ok(&["enqueue", "--delivery", "p", leads.to_str().expect("utf8")]);
+    let cut = ws.json(&["flush", "p", "--no-deliver"], 0);
+    let id = cut["batches"][0]["batch"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    // Encryption removed from the config, spool lost: the rebuild must refuse.
+    let plain = config(&[&public], "").replace(".csv.gz.pgp", ".csv.gz");
+    let plain = plain[..plain.find("[delivery.encryption]").expect("enc")].to_string()
+        + "[delivery.destination]\ntype = \"local\"\ndir = \"out\"\n";
+    ws.write_config(&plain);
+    std::fs::remove_dir_all(ws.path(&format!("spool/p/{id}"))).expect("rm spool");
+    let r = ws.json(&["batches", "retry", &id], 3);
+    assert_eq!(r["batch"]["state"], "manual");
+    assert!(
+        r["batch"]["last_error"]
+            .as_str()
+            .expect("e")
+            .contains("refusing to write it in clear"),
+        "{r}"
+    );
+    assert!(list(&ws.path("out")).is_empty());
+}
+
+#[test]
+fn check_refuses_a_verify_key_that_cannot_decrypt() {
+    let ws = Workspace::new("");
+    let (public, _) = sequoia_key(&ws, "r", CertBuilder::general_purpose(None::<String>));
+    let (_, other) = sequoia_key(&ws, "o", CertBuilder::general_purpose(None::<String>));
+    ws.write_config(&config(
+        &[&public],
+        &format!("verify_key = \"{}\"", other.display()),
+    ));
+    let out = ws.run(&["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not the secret key of any recipient"));
+}

@@ -83,17 +83,47 @@ pub fn check(cfg: &EncryptionConfig) -> Vec<(String, String)> {
         }
     }
     if let Some(k) = &cfg.verify_key {
-        if let Err(e) = load_cert(k).and_then(|c| {
-            if c.is_tsk() {
-                Ok(())
-            } else {
-                Err(format!("{} holds no secret key", k.display()))
-            }
-        }) {
+        if let Err(e) = check_verify_key(k, &cfg.recipients) {
             out.push(("verify_key".into(), e));
         }
     }
     out
+}
+
+/// The verify key must hold an unprotected secret for one of the recipients'
+/// encryption subkeys, or every verification would fail.
+fn check_verify_key(path: &Path, recipients: &[std::path::PathBuf]) -> Result<(), String> {
+    let cert = load_cert(path)?;
+    let secrets: Vec<KeyHandle> = cert.keys().secret().map(|k| k.key().key_handle()).collect();
+    if secrets.is_empty() {
+        return Err(format!("{} holds no secret key", path.display()));
+    }
+    let usable: Vec<KeyHandle> = cert
+        .keys()
+        .secret()
+        .filter(|k| !k.key().secret().is_encrypted())
+        .map(|k| k.key().key_handle())
+        .collect();
+    if usable.is_empty() {
+        return Err(format!(
+            "{}: the secret key is passphrase-protected; use an unprotected copy for verification",
+            path.display()
+        ));
+    }
+    for r in recipients {
+        if let Ok(rc) = load_cert(r) {
+            if rc
+                .keys()
+                .any(|k| usable.iter().any(|u| u.aliases(k.key().key_handle())))
+            {
+                return Ok(());
+            }
+        }
+    }
+    Err(format!(
+        "{} is not the secret key of any recipient, so it could not decrypt the files",
+        path.display()
+    ))
 }
 
 fn signing_keypair(path: &Path, passphrase: Option<&str>) -> Result<KeyPair, String> {

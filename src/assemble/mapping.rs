@@ -82,7 +82,9 @@ impl Transform {
 /// labels such as "Fax 555…" or "Text 555…" keep their digits.
 fn digits_only(s: &str) -> String {
     let lower = s.to_ascii_lowercase();
-    let start = lower.find(|c: char| c.is_ascii_digit()).unwrap_or(lower.len());
+    let start = lower
+        .find(|c: char| c.is_ascii_digit())
+        .unwrap_or(lower.len());
     let main = lower[start..]
         .find("ext")
         .or_else(|| lower[start..].find('x'))
@@ -350,8 +352,18 @@ mod tests {
         let d = Column::new("z", None, vec![Transform::Default("N/A".into())]);
         assert_eq!(d.value(&r).as_deref(), Some("N/A"));
         let fax = rec(r#"{"p":"Fax 555-123-4567","q":"Text or call (555) 765-4321 ext. 12"}"#);
-        assert_eq!(Column::new("p", None, vec![Transform::DigitsOnly]).value(&fax).as_deref(), Some("5551234567"));
-        assert_eq!(Column::new("q", None, vec![Transform::DigitsOnly]).value(&fax).as_deref(), Some("5557654321"));
+        assert_eq!(
+            Column::new("p", None, vec![Transform::DigitsOnly])
+                .value(&fax)
+                .as_deref(),
+            Some("5551234567")
+        );
+        assert_eq!(
+            Column::new("q", None, vec![Transform::DigitsOnly])
+                .value(&fax)
+                .as_deref(),
+            Some("5557654321")
+        );
         assert!(Transform::parse("shout")
             .unwrap_err()
             .contains("digits_only"));

@@ -389,9 +389,17 @@ pub fn assemble(
         });
         if let Some(limit) = plan.max_bytes {
             if d.bytes > limit {
+                let _ = std::fs::remove_dir_all(spool_dir.join(meta.delivery).join(meta.id));
+                let what = match (s.first, s.last) {
+                    (Some(a), Some(b)) if a == b => {
+                        format!("record {a} alone is larger than split_bytes and cannot be split")
+                    }
+                    (Some(a), Some(b)) => format!("records {a}..={b}"),
+                    _ => "no records".into(),
+                };
                 return Err(AssembleError::TooLarge {
                     batch: meta.id.to_string(),
-                    name,
+                    name: format!("{name} ({what})"),
                     bytes: d.bytes,
                     limit,
                 });
@@ -409,17 +417,23 @@ pub fn assemble(
             last_record: s.last,
         });
     }
+    let sidecars = manifest::sidecars(layout, meta, &files);
     let mut names = std::collections::HashSet::new();
-    if let Some(dup) = files.iter().find(|f| !names.insert(f.name.clone())) {
-        return Err(AssembleError::Layout {
-            batch: meta.id.to_string(),
-            message: format!(
-                "two parts would both be named {:?}: add {{part}} to file.name",
-                dup.name
-            ),
-        });
+    let all = files
+        .iter()
+        .map(|f| f.name.as_str())
+        .chain(sidecars.iter().map(|(n, _, _)| n.as_str()));
+    for name in all {
+        if !names.insert(name.to_string()) {
+            return Err(AssembleError::Layout {
+                batch: meta.id.to_string(),
+                message: format!(
+                    "two files would both be named {name:?} (a data part and a manifest/done file, or two parts without {{part}}); one would overwrite the other"
+                ),
+            });
+        }
     }
-    for (name, kind, content) in manifest::sidecars(layout, meta, &files) {
+    for (name, kind, content) in sidecars {
         let n = files.len() as u32 + 1;
         let path = path_of(n);
         let e = io_err(meta, &path.display().to_string());

@@ -27,11 +27,17 @@ impl std::fmt::Display for Problem {
 }
 
 fn changed(message: String) -> Problem {
-    Problem { message, changed: true }
+    Problem {
+        message,
+        changed: true,
+    }
 }
 
 fn content(message: String) -> Problem {
-    Problem { message, changed: false }
+    Problem {
+        message,
+        changed: false,
+    }
 }
 
 /// Check every file. `Ok` carries notes (e.g. content not checked); `Err`
@@ -48,8 +54,13 @@ pub fn verify(
     }
     for f in files {
         let path = path_of(f.part);
-        let file = std::fs::File::open(&path)
-            .map_err(|e| changed(format!("{}: cannot read spool file {}: {e}", f.name, path.display())))?;
+        let file = std::fs::File::open(&path).map_err(|e| {
+            changed(format!(
+                "{}: cannot read spool file {}: {e}",
+                f.name,
+                path.display()
+            ))
+        })?;
         // One read of the file: hashed on the way into the decoders.
         let mut hashed = Hashing::new(file);
         let content = if f.kind != "data" {
@@ -57,7 +68,8 @@ pub fn verify(
         } else {
             content_count(layout, encryption, &mut hashed, &f.name, &mut notes)
         };
-        std::io::copy(&mut hashed, &mut std::io::sink()).map_err(|e| changed(format!("{}: {e}", f.name)))?;
+        std::io::copy(&mut hashed, &mut std::io::sink())
+            .map_err(|e| changed(format!("{}: {e}", f.name)))?;
         let (bytes, sha) = hashed.finish();
         if bytes != f.bytes || sha != f.sha256 {
             return Err(changed(format!(
@@ -67,7 +79,10 @@ pub fn verify(
         }
         if let Some(n) = content.map_err(self::content)? {
             if n != f.records {
-                return Err(self::content(format!("{}: holds {n} records, assembly recorded {}", f.name, f.records)));
+                return Err(self::content(format!(
+                    "{}: holds {n} records, assembly recorded {}",
+                    f.name, f.records
+                )));
             }
         }
     }

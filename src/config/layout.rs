@@ -34,7 +34,7 @@ pub struct Layout {
     pub fixed_width: FixedWidthConfig,
     #[serde(default)]
     pub fields: Vec<FieldConfig>,
-        #[serde(default)]
+    #[serde(default)]
     pub manifest: ManifestConfig,
     /// Whether the files are OpenPGP-encrypted (the keys themselves are read
     /// from the current config; a batch cut encrypted is never written in clear).

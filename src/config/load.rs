@@ -352,10 +352,12 @@ impl<'r> Cx<'r> {
                 "missing [delivery.destination] table".into(),
             );
         }
-                let timezone = timezone.unwrap_or_default();
+        let timezone = timezone.unwrap_or_default();
         layout.timezone = timezone;
         layout.encrypted = encryption.is_some();
-        let pgp_name = [".pgp", ".gpg", ".asc"].iter().any(|e| layout.file.name.literal_suffix().ends_with(e));
+        let pgp_name = [".pgp", ".gpg", ".asc"]
+            .iter()
+            .any(|e| layout.file.name.literal_suffix().ends_with(e));
         if pgp_name != layout.encrypted {
             self.push(
                 &format!("{label}.file.name"),
@@ -489,9 +491,20 @@ impl<'r> Cx<'r> {
                 );
             }
         }
-        for (key, message) in crate::assemble::check_layout(&layout) {
-            let top = key.split(['.', '[']).next().unwrap_or("").to_string();
-            self.push(&format!("{label}.{key}"), span_of(&[top.as_str()]), message);
+        // Layout rules only make sense once every part parsed (a broken
+        // field would otherwise look like "no fields").
+        if self.errors.len() == errors_before {
+            for (key, message) in crate::assemble::check_layout(&layout) {
+                // The most specific key of the path that exists in the file.
+                let parts: Vec<&str> = key
+                    .split('.')
+                    .map(|p| p.split('[').next().unwrap_or(p))
+                    .collect();
+                let span = (1..=parts.len())
+                    .rev()
+                    .find_map(|n| span_of(&parts[..n]).filter(|_| n == parts.len() || n > 0));
+                self.push(&format!("{label}.{key}"), span, message);
+            }
         }
         if let Some(enc) = encryption.as_mut() {
             let base = self.base;

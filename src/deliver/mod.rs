@@ -36,7 +36,10 @@ impl assemble::RecordSource for StoreRecords<'_> {
 }
 
 /// The layout a batch was cut with (its snapshot), else the delivery's current one.
-pub fn layout_of(batch: &Batch, delivery: &DeliveryConfig) -> Result<Layout, assemble::AssembleError> {
+pub fn layout_of(
+    batch: &Batch,
+    delivery: &DeliveryConfig,
+) -> Result<Layout, assemble::AssembleError> {
     let layout: Layout = match batch.layout.as_deref() {
         // Batches cut before snapshots existed.
         None => delivery.layout.clone(),
@@ -145,7 +148,12 @@ pub fn regenerate(
     delivery: &DeliveryConfig,
     spool_dir: &Path,
 ) -> Result<Batch, DeliverError> {
-    let b = store.transition(batch, BatchState::Assembling, "regenerating files from stored records", None)?;
+    let b = store.transition(
+        batch,
+        BatchState::Assembling,
+        "regenerating files from stored records",
+        None,
+    )?;
     if batch.state != BatchState::Delivered {
         return assemble_batch(store, &b, delivery, spool_dir);
     }
@@ -154,7 +162,12 @@ pub fn regenerate(
     let built = match build(store, &b, delivery, spool_dir) {
         Ok(built) => built,
         Err(e) => {
-            store.transition(&b, BatchState::Delivered, &format!("regeneration failed: {e}"), None)?;
+            store.transition(
+                &b,
+                BatchState::Delivered,
+                &format!("regeneration failed: {e}"),
+                None,
+            )?;
             return Err(e.into());
         }
     };
@@ -177,7 +190,12 @@ pub fn verify(
     let files = store.files(batch)?;
     let layout = match layout_of(batch, delivery) {
         Ok(l) => l,
-        Err(e) => return Ok(Err(Problem { message: e.to_string(), changed: false })),
+        Err(e) => {
+            return Ok(Err(Problem {
+                message: e.to_string(),
+                changed: false,
+            }))
+        }
     };
     let m = meta(batch);
     Ok(assemble::verify::verify(
@@ -208,7 +226,10 @@ fn outgoing(
         check = verify(store, batch, delivery, spool_dir).map_err(|e| perm(e.to_string()))?;
     }
     if let Err(problem) = check {
-        return Err(perm(format!("verification failed, delivery blocked: {}", problem.message)));
+        return Err(perm(format!(
+            "verification failed, delivery blocked: {}",
+            problem.message
+        )));
     }
     let m = meta(batch);
     Ok(store

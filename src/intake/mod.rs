@@ -72,13 +72,20 @@ fn check_raw(
     let text = raw.get().trim();
     if !text.starts_with('{') {
         let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
-        return Err(IntakeError::at(Some(record), line, format!("expected a JSON object, found {}", kind(&v))));
+        return Err(IntakeError::at(
+            Some(record),
+            line,
+            format!("expected a JSON object, found {}", kind(&v)),
+        ));
     }
     if text.len() > max_record {
         return Err(IntakeError::at(
             Some(record),
             line,
-            format!("record is {} bytes, over the {max_record}-byte limit", text.len()),
+            format!(
+                "record is {} bytes, over the {max_record}-byte limit",
+                text.len()
+            ),
         ));
     }
     Ok(text.to_string())
@@ -143,9 +150,14 @@ pub fn parse_body(
     let trimmed = text.trim_start();
     if !ndjson {
         if trimmed.starts_with('[') {
-            let items: Vec<&serde_json::value::RawValue> = serde_json::from_str(text).map_err(|e| {
-                IntakeError::at(None, Some(e.line() as u64), format!("invalid JSON array: {e}"))
-            })?;
+            let items: Vec<&serde_json::value::RawValue> =
+                serde_json::from_str(text).map_err(|e| {
+                    IntakeError::at(
+                        None,
+                        Some(e.line() as u64),
+                        format!("invalid JSON array: {e}"),
+                    )
+                })?;
             return items
                 .into_iter()
                 .enumerate()

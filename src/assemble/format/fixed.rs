@@ -38,7 +38,11 @@ impl Enc {
             Enc::Utf8 => Some(c.encode_utf8(buf).len()),
             Enc::Latin1 | Enc::Ascii => {
                 let n = c as u32;
-                let max = if matches!(self, Enc::Ascii) { 0x7F } else { 0xFF };
+                let max = if matches!(self, Enc::Ascii) {
+                    0x7F
+                } else {
+                    0xFF
+                };
                 (n <= max).then(|| {
                     buf[0] = n as u8;
                     1
@@ -294,7 +298,10 @@ pub(crate) fn check(layout: &Layout) -> Vec<(String, String)> {
     for f in &layout.fields {
         let fill = f.fill.unwrap_or(' ');
         if fill.is_control() {
-            out.push((format!("field[{}].fill", f.name), format!("{fill:?} is a control character")));
+            out.push((
+                format!("field[{}].fill", f.name),
+                format!("{fill:?} is a control character"),
+            ));
         } else if enc.char(fill, &mut b) != Some(1) {
             out.push((
                 format!("field[{}].fill", f.name),

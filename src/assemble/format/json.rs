@@ -146,9 +146,30 @@ impl Encoder for JsonEncoder {
 }
 
 pub(crate) fn check(layout: &Layout) -> Vec<(String, String)> {
+    let mut out = Vec::new();
     let names: Vec<&str> = layout.fields.iter().map(|f| f.name.as_str()).collect();
-    match Tree::build(&names, false) {
-        Ok(_) => Vec::new(),
-        Err(e) => vec![("field".into(), e)],
+    if let Err(e) = Tree::build(&names, false) {
+        out.push(("field".into(), e));
     }
+    if layout.file.format == crate::config::FileFormat::Json {
+        let j = &layout.json;
+        for (k, v) in [
+            ("json.info_key", &j.info_key),
+            ("json.records_key", &j.records_key),
+            ("json.id_key", &j.id_key),
+            ("json.created_key", &j.created_key),
+            ("json.count_key", &j.count_key),
+        ] {
+            if v.is_empty() {
+                out.push((k.into(), "must not be empty".into()));
+            }
+        }
+        if j.info_key == j.records_key {
+            out.push((
+                "json.records_key".into(),
+                "must differ from info_key".into(),
+            ));
+        }
+    }
+    out
 }

@@ -64,7 +64,27 @@ pub(crate) fn check(layout: &Layout) -> Vec<(String, String)> {
         FileFormat::Xml => out.extend(xml::check(layout)),
         FileFormat::FixedWidth => out.extend(fixed::check(layout)),
         FileFormat::Json | FileFormat::Ndjson => out.extend(json::check(layout)),
-        FileFormat::Csv => {}
+        FileFormat::Csv => {
+            let c = &layout.csv;
+            let mut chars = vec![("csv.delimiter", c.delimiter), ("csv.quote", c.quote)];
+            chars.extend(c.escape.map(|e| ("csv.escape", e)));
+            for (i, (k, ch)) in chars.iter().enumerate() {
+                if matches!(ch, '\n' | '\r') {
+                    out.push((
+                        k.to_string(),
+                        "a line break cannot be a CSV delimiter, quote or escape".into(),
+                    ));
+                }
+                for (k2, ch2) in &chars[i + 1..] {
+                    if ch == ch2 && !(*k2 == "csv.escape" && *k == "csv.quote") {
+                        out.push((
+                            k2.to_string(),
+                            format!("{ch:?} is also the {}", k.trim_start_matches("csv.")),
+                        ));
+                    }
+                }
+            }
+        }
     }
     out
 }

@@ -199,7 +199,27 @@ pub(crate) fn check(layout: &Layout) -> Vec<(String, String)> {
             ));
         }
     }
-    for k in cfg.root_attributes.keys() {
+    for (k, v) in &cfg.root_attributes {
+        let mut rest = v.as_str();
+        while let Some(i) = rest.find('{') {
+            let end = rest[i..].find('}').map_or(rest.len(), |e| i + e + 1);
+            let ph = &rest[i..end];
+            if ![
+                "{batch_id}",
+                "{record_count}",
+                "{part}",
+                "{delivery}",
+                "{created}",
+            ]
+            .contains(&ph)
+            {
+                out.push((
+                    "xml.root_attributes".into(),
+                    format!("{k}: unknown placeholder {ph}; known: {{batch_id}} {{record_count}} {{part}} {{delivery}} {{created}}"),
+                ));
+            }
+            rest = &rest[end..];
+        }
         if !valid_name(k) {
             out.push((
                 "xml.root_attributes".into(),
@@ -232,7 +252,32 @@ pub(crate) fn check(layout: &Layout) -> Vec<(String, String)> {
 
 #[cfg(test)]
 mod tests {
-    use super::valid_name;
+    use super::*;
+
+    #[test]
+    fn attribute_values_keep_line_breaks_and_tabs() {
+        let layout = Layout {
+            fields: vec![crate::config::FieldConfig {
+                name: "@note".into(),
+                source: Some("note".into()),
+                transform: vec![],
+                start: None,
+                length: None,
+                align: None,
+                fill: None,
+            }],
+            ..Layout::default()
+        };
+        let mut enc = XmlEncoder::new(&layout).expect("encoder");
+        let mut out = Vec::new();
+        let rec = RawRecord::parse(r#"{"note":"a\nb\r\nc\td & e"}"#).expect("json");
+        enc.record(&mut out, &rec).expect("record");
+        let text = String::from_utf8(out).expect("utf8");
+        assert!(
+            text.contains(r#"note="a&#10;b&#13;&#10;c&#9;d &amp; e""#),
+            "{text}"
+        );
+    }
 
     #[test]
     fn names() {
