@@ -36,7 +36,11 @@ fn main() {
         batch_id: "bench".into(),
         delivery: "bench".into(),
         record_count: 0,
+        already: Vec::new(),
         files: vec![OutgoingFile {
+            part: 1,
+            kind: "data".into(),
+            records: 0,
             name: "bench-consign.bin".into(),
             path: file,
             bytes,

@@ -49,10 +49,11 @@ pub fn run(engine: &Engine, cmd: &BatchesCommand, json: bool) -> anyhow::Result<
             let attempts = engine.store.attempts(&b)?;
             let events = engine.store.events(&b)?;
             let rejected = engine.store.rejections(&b)?;
+            let delivered_parts = engine.store.delivered_parts(&b)?;
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({ "batch": b, "files": files, "attempts": attempts, "events": events, "rejected": rejected })
+                    serde_json::json!({ "batch": b, "files": files, "attempts": attempts, "events": events, "rejected": rejected, "delivered_parts": delivered_parts })
                 );
                 return Ok(ExitCode::SUCCESS);
             }
@@ -77,6 +78,29 @@ pub fn run(engine: &Engine, cmd: &BatchesCommand, json: bool) -> anyhow::Result<
                 println!(
                     "    {:<8} {}  {} bytes  {} records  sha256 {}",
                     f.kind, f.name, f.bytes, f.records, f.sha256
+                );
+            }
+            if !delivered_parts.is_empty() {
+                let out: Vec<String> = files
+                    .iter()
+                    .filter(|f| f.kind == "data" && !delivered_parts.contains(&f.part))
+                    .map(|f| {
+                        format!(
+                            "{} (records {}..={})",
+                            f.name,
+                            f.first_record.unwrap_or(0),
+                            f.last_record.unwrap_or(0)
+                        )
+                    })
+                    .collect();
+                println!(
+                    "  parts accepted so far: {:?}; outstanding: {}",
+                    delivered_parts,
+                    if out.is_empty() {
+                        "none".into()
+                    } else {
+                        out.join(", ")
+                    }
                 );
             }
             if !rejected.is_empty() {

@@ -164,6 +164,11 @@ pub fn load_str(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigEr
     for d in &mut deliveries {
         match &mut d.destination {
             DestinationConfig::Local(l) => resolve(&mut l.dir),
+            DestinationConfig::Http(h) => {
+                if let Some(k) = h.ca_file.as_mut() {
+                    resolve(k)
+                }
+            }
             DestinationConfig::Sftp(s) => {
                 if let Some(k) = s.private_key.as_mut() {
                     resolve(k)
@@ -548,6 +553,37 @@ impl<'r> Cx<'r> {
                 span_of(&["retry", "jitter"]),
                 "must be between 0.0 and 1.0".into(),
             );
+        }
+        if let Some(DestinationConfig::Http(h)) = &destination {
+            let at = span_of(&["destination"]);
+            if !(h.url.0.starts_with("http://") || h.url.0.starts_with("https://")) {
+                self.push(
+                    &format!("{label}.destination.url"),
+                    at.clone(),
+                    format!("{:?} is not an http:// or https:// URL", h.url.0),
+                );
+            }
+            if !matches!(h.method.to_ascii_uppercase().as_str(), "POST" | "PUT") {
+                self.push(
+                    &format!("{label}.destination.method"),
+                    at.clone(),
+                    format!("{:?}: use POST or PUT", h.method),
+                );
+            }
+            if h.parallel == 0 {
+                self.push(
+                    &format!("{label}.destination.parallel"),
+                    at.clone(),
+                    "must be at least 1".into(),
+                );
+            }
+            if h.success_json_path.is_some() != h.success_json_value.is_some() {
+                self.push(
+                    &format!("{label}.destination.success_json_path"),
+                    at,
+                    "set both success_json_path and success_json_value, or neither".into(),
+                );
+            }
         }
         if let Some(DestinationConfig::Sftp(s)) = &destination {
             let at = span_of(&["destination"]);

@@ -204,6 +204,7 @@ pub enum EmptyPolicy {
 pub enum DestinationConfig {
     Local(LocalConfig),
     Sftp(SftpConfig),
+    Http(HttpConfig),
 }
 
 impl DestinationConfig {
@@ -211,6 +212,7 @@ impl DestinationConfig {
         match self {
             DestinationConfig::Local(_) => "local",
             DestinationConfig::Sftp(_) => "sftp",
+            DestinationConfig::Http(_) => "http",
         }
     }
 }
@@ -270,6 +272,88 @@ fn default_connect_timeout() -> HumanDuration {
 }
 fn default_io_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(120))
+}
+
+/// `type = "http"`: one request per data file (chunk: use `file.split_records`
+/// with format `json` or `ndjson` for N records per request).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// URL; may use `{batch_id} {delivery} {part} {parts} {record_count} {name}`.
+    pub url: Expanded,
+    /// `POST` (default) or `PUT`.
+    #[serde(default = "default_method")]
+    pub method: String,
+    pub auth: Option<HttpAuth>,
+    /// Extra headers; values may use the URL placeholders.
+    #[serde(default)]
+    pub headers: indexmap::IndexMap<String, String>,
+    /// Content type of the body (default from the file: JSON, NDJSON, CSV, XML, gzip).
+    pub content_type: Option<String>,
+    /// Requests in flight at once.
+    #[serde(default = "default_parallel")]
+    pub parallel: usize,
+    /// Statuses that mean success.
+    #[serde(default = "default_success")]
+    pub success_status: Vec<u16>,
+    /// Also require this dotted path in the JSON reply…
+    pub success_json_path: Option<String>,
+    /// …to have this value (compared as text: `"success"`, `true`, `1`).
+    pub success_json_value: Option<String>,
+    /// Header carrying a stable key per file, the same on every retry.
+    #[serde(default = "default_idempotency")]
+    pub idempotency_header: String,
+    #[serde(default = "default_http_timeout")]
+    pub timeout: HumanDuration,
+    /// Extra CA certificate (PEM) to trust.
+    pub ca_file: Option<PathBuf>,
+    /// Accept any TLS certificate. Only for one destination you have checked by other means.
+    #[serde(default)]
+    pub insecure_skip_tls_verify: bool,
+}
+
+/// `auth = { type = "bearer", token = "…" }`, `{ type = "basic", username, password }`
+/// or `{ type = "hmac", secret, header = "X-Signature-256", prefix = "sha256=" }`
+/// (HMAC-SHA256 of the body, hex).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum HttpAuth {
+    Bearer {
+        token: Secret,
+    },
+    Basic {
+        username: Expanded,
+        password: Secret,
+    },
+    Hmac {
+        secret: Secret,
+        #[serde(default = "default_hmac_header")]
+        header: String,
+        #[serde(default = "default_hmac_prefix")]
+        prefix: String,
+    },
+}
+
+fn default_method() -> String {
+    "POST".into()
+}
+fn default_parallel() -> usize {
+    4
+}
+fn default_success() -> Vec<u16> {
+    vec![200, 201, 202, 204]
+}
+fn default_idempotency() -> String {
+    "Idempotency-Key".into()
+}
+fn default_http_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(60))
+}
+fn default_hmac_header() -> String {
+    "X-Signature-256".into()
+}
+fn default_hmac_prefix() -> String {
+    "sha256=".into()
 }
 
 /// `[delivery.retry]`: what happens after a failed attempt that may succeed later.

@@ -238,6 +238,9 @@ fn outgoing(
         .into_iter()
         .map(|f| OutgoingFile {
             path: assemble::spool_file(spool_dir, &m, f.part),
+            part: f.part,
+            kind: f.kind,
+            records: f.records,
             name: f.name,
             bytes: f.bytes,
             sha256: f.sha256,
@@ -277,14 +280,24 @@ pub fn attempt(
         Err(e) => return Err(e.into()),
     };
     let number = store.start_attempt(&batch)?;
+    let already = store.delivered_parts(&batch)?;
     let result = outgoing(store, &batch, delivery, spool_dir).and_then(|files| {
         dest.deliver(&Shipment {
             batch_id: batch.id.clone(),
             delivery: delivery.name.clone(),
             record_count: batch.record_count,
             files,
+            already,
         })
     });
+    // Whatever went through stays through: a retry resends only the rest.
+    let went = match &result {
+        Ok(r) => &r.delivered,
+        Err(e) => &e.delivered,
+    };
+    if !went.is_empty() {
+        store.mark_parts_delivered(&batch, went)?;
+    }
     match result {
         Ok(receipt) => {
             store.finish_attempt(&batch, number, "delivered", None, Some(&receipt.detail))?;
@@ -302,7 +315,15 @@ pub fn attempt(
             let now = Utc::now();
             let used = number.saturating_sub(batch.attempt_base);
             let decision =
-                retry::decide(&delivery.retry, err.class, used, now, rand::random::<f64>());
+                match retry::decide(&delivery.retry, err.class, used, now, rand::random::<f64>()) {
+                    // The partner asked for a pause (Retry-After): never sooner.
+                    Decision::RetryAt(at) => Decision::RetryAt(
+                        err.retry_after
+                            .and_then(|w| chrono::Duration::from_std(w).ok())
+                            .map_or(at, |w| at.max(now + w)),
+                    ),
+                    other => other,
+                };
             let message = err.to_string();
             store.finish_attempt(&batch, number, err.class.as_str(), Some(&message), None)?;
             tracing::warn!(batch = %batch.id, delivery = %delivery.name, attempt = number, "attempt failed: {message}");

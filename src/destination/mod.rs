@@ -2,6 +2,7 @@
 //! its failures into [`ErrorClass`]; what happens next (retry, suspend,
 //! manual queue) is decided by the shared delivery worker, never here.
 
+mod http;
 mod local;
 mod sftp;
 
@@ -9,6 +10,7 @@ use crate::config::DestinationConfig;
 use std::fmt;
 use std::path::PathBuf;
 
+pub use http::HttpDestination;
 pub use local::LocalDestination;
 pub use sftp::SftpDestination;
 
@@ -54,6 +56,10 @@ impl ErrorClass {
 pub struct DestinationError {
     pub class: ErrorClass,
     pub message: String,
+    /// The partner asked to wait this long (HTTP `Retry-After`).
+    pub retry_after: Option<std::time::Duration>,
+    /// Files (by `part`) that did go through in this attempt.
+    pub delivered: Vec<u32>,
 }
 
 impl DestinationError {
@@ -61,6 +67,8 @@ impl DestinationError {
         DestinationError {
             class,
             message: message.into(),
+            retry_after: None,
+            delivered: Vec::new(),
         }
     }
 }
@@ -76,6 +84,12 @@ impl std::error::Error for DestinationError {}
 /// One file to upload: its final name and where its bytes are.
 #[derive(Debug, Clone)]
 pub struct OutgoingFile {
+    /// Position in the batch (stable across attempts).
+    pub part: u32,
+    /// `data` or a sidecar kind (`sha256`, `md5`, `manifest`, `done`).
+    pub kind: String,
+    /// Records in the file (data files).
+    pub records: u64,
     pub name: String,
     pub path: PathBuf,
     pub bytes: u64,
@@ -89,12 +103,17 @@ pub struct Shipment {
     pub delivery: String,
     pub record_count: u64,
     pub files: Vec<OutgoingFile>,
+    /// Parts delivered by earlier attempts: destinations that deliver file
+    /// by file (HTTP chunks) skip them.
+    pub already: Vec<u32>,
 }
 
 /// Where the files ended up, for the batch record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
     pub detail: String,
+    /// Parts delivered by this attempt (when the destination tracks them).
+    pub delivered: Vec<u32>,
 }
 
 /// A place files are delivered to. Calls block (run them off the async executor).
@@ -112,6 +131,7 @@ pub fn build(cfg: &DestinationConfig) -> Box<dyn Destination> {
     match cfg {
         DestinationConfig::Local(c) => Box::new(LocalDestination::new(c.clone())),
         DestinationConfig::Sftp(c) => Box::new(SftpDestination::new(c.clone())),
+        DestinationConfig::Http(c) => Box::new(HttpDestination::new(c.clone())),
     }
 }
 

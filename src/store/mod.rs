@@ -253,6 +253,9 @@ pub trait Store: Send + Sync + 'static {
     /// Record the assembled files and the records left out of them.
     fn set_files(&self, batch: &Batch, files: &[BatchFile], rejected: &[Rejection]) -> Result<()>;
     fn rejections(&self, batch: &Batch) -> Result<Vec<Rejection>>;
+    /// Record files a destination accepted (so a retry resends only the rest).
+    fn mark_parts_delivered(&self, batch: &Batch, parts: &[u32]) -> Result<()>;
+    fn delivered_parts(&self, batch: &Batch) -> Result<Vec<u32>>;
     fn files(&self, batch: &Batch) -> Result<Vec<BatchFile>>;
 
     /// Change state (checked against the state machine) and audit it.

@@ -83,6 +83,13 @@ CREATE TABLE batch_events (
 );
 CREATE INDEX batch_events_batch ON batch_events(batch, id);
 
+CREATE TABLE delivered_parts (           -- files accepted by a file-by-file destination (HTTP chunks)
+    batch INTEGER NOT NULL REFERENCES batches(rowid),
+    part  INTEGER NOT NULL,
+    at    INTEGER NOT NULL,
+    PRIMARY KEY (batch, part)
+);
+
 CREATE TABLE rejections (
     batch  INTEGER NOT NULL REFERENCES batches(rowid),
     record INTEGER NOT NULL,

@@ -343,6 +343,7 @@ impl Store for SqliteStore {
             let tx = c.transaction()?;
             tx.execute("DELETE FROM batch_files WHERE batch = ?1", [batch.rowid])?;
             tx.execute("DELETE FROM rejections WHERE batch = ?1", [batch.rowid])?;
+            tx.execute("DELETE FROM delivered_parts WHERE batch = ?1", [batch.rowid])?;
             for f in files {
                 tx.execute(
                     "INSERT INTO batch_files (batch, part, name, kind, bytes, sha256, md5, records, first_record, last_record)
@@ -372,6 +373,29 @@ impl Store for SqliteStore {
                     reason: r.get(1)?,
                 })
             })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    fn mark_parts_delivered(&self, batch: &Batch, parts: &[u32]) -> Result<()> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            for p in parts {
+                tx.execute(
+                    "INSERT OR IGNORE INTO delivered_parts (batch, part, at) VALUES (?1, ?2, ?3)",
+                    params![batch.rowid, p, millis(Utc::now())],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn delivered_parts(&self, batch: &Batch) -> Result<Vec<u32>> {
+        self.with(|c| {
+            let mut stmt =
+                c.prepare("SELECT part FROM delivered_parts WHERE batch = ?1 ORDER BY part")?;
+            let rows = stmt.query_map([batch.rowid], |r| r.get::<_, u32>(0))?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
     }

@@ -1,0 +1,402 @@
+//! `http`: one request per data file — with `file.split_records` and format
+//! `json`/`ndjson` that is N records per request. Requests run `parallel` at
+//! a time; each carries a stable idempotency key (`{batch_id}-{part}`), so a
+//! retry of a chunk is recognisable; chunks delivered by an earlier attempt
+//! are skipped. 429/503 `Retry-After` (seconds or HTTP date) is passed to the
+//! retry policy. TLS certificates are verified unless the operator turns that
+//! off for this destination.
+
+use super::*;
+use crate::config::{HttpAuth, HttpConfig};
+use hmac::{Hmac, Mac};
+use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub struct HttpDestination {
+    cfg: HttpConfig,
+}
+
+/// Longest `Retry-After` honoured (a partner asking for a week is a quota,
+/// which a response handler should turn into a delay).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+fn content_type(name: &str) -> &'static str {
+    let n = name.to_ascii_lowercase();
+    if n.ends_with(".pgp") || n.ends_with(".gpg") || n.ends_with(".asc") {
+        "application/pgp-encrypted"
+    } else if n.ends_with(".gz") {
+        "application/gzip"
+    } else if n.ends_with(".ndjson") || n.ends_with(".jsonl") {
+        "application/x-ndjson"
+    } else if n.ends_with(".json") {
+        "application/json"
+    } else if n.ends_with(".csv") {
+        "text/csv"
+    } else if n.ends_with(".xml") {
+        "application/xml"
+    } else if n.ends_with(".txt") {
+        "text/plain"
+    } else {
+        "application/octet-stream"
+    }
+}
+
+/// `Retry-After`: delta seconds or an HTTP date.
+fn retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let wait = (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
+        .to_std()
+        .unwrap_or(Duration::ZERO);
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+/// The value at a dotted path of a JSON reply, as text.
+fn json_at(body: &[u8], path: &str) -> Option<String> {
+    let root = serde_json::from_slice::<serde_json::Value>(body).ok()?;
+    let mut v = &root;
+    for p in path.split('.') {
+        v = match v {
+            serde_json::Value::Object(m) => m.get(p)?,
+            serde_json::Value::Array(a) => a.get(p.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    })
+}
+
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(300)]);
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl HttpDestination {
+    pub fn new(cfg: HttpConfig) -> Self {
+        HttpDestination { cfg }
+    }
+
+    /// A client per attempt (a blocking client must not outlive the thread pool it runs on).
+    fn client(&self) -> Result<reqwest::blocking::Client, DestinationError> {
+        let mut b = reqwest::blocking::Client::builder()
+            .timeout(self.cfg.timeout.0)
+            .connect_timeout(self.cfg.timeout.0.min(Duration::from_secs(30)))
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .user_agent(concat!("consign/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = &self.cfg.ca_file {
+            let pem = std::fs::read(ca).map_err(|e| {
+                DestinationError::new(
+                    ErrorClass::Permanent,
+                    format!("cannot read ca_file {}: {e}", ca.display()),
+                )
+            })?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                DestinationError::new(
+                    ErrorClass::Permanent,
+                    format!("ca_file {}: {e}", ca.display()),
+                )
+            })?;
+            b = b.add_root_certificate(cert);
+        }
+        if self.cfg.insecure_skip_tls_verify {
+            tracing::warn!(url = %self.cfg.url.0, "TLS certificate NOT verified (insecure_skip_tls_verify = true)");
+            b = b.danger_accept_invalid_certs(true);
+        }
+        b.build()
+            .map_err(|e| DestinationError::new(ErrorClass::Permanent, format!("HTTP client: {e}")))
+    }
+
+    fn render(&self, t: &str, s: &Shipment, f: &OutgoingFile, parts: usize) -> String {
+        t.replace("{batch_id}", &s.batch_id)
+            .replace("{delivery}", &s.delivery)
+            .replace("{part}", &f.part.to_string())
+            .replace("{parts}", &parts.to_string())
+            .replace("{record_count}", &f.records.to_string())
+            .replace("{name}", &f.name)
+    }
+
+    fn hmac(&self, secret: &str, path: &std::path::Path) -> Result<String, DestinationError> {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
+            .map_err(|e| DestinationError::new(ErrorClass::Permanent, format!("hmac: {e}")))?;
+        let mut f = std::fs::File::open(path)
+            .map_err(|e| DestinationError::new(io_class(&e), format!("{}: {e}", path.display())))?;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = f
+                .read(&mut buf)
+                .map_err(|e| DestinationError::new(io_class(&e), e.to_string()))?;
+            if n == 0 {
+                break;
+            }
+            mac.update(&buf[..n]);
+        }
+        Ok(hex::encode(mac.finalize().into_bytes()))
+    }
+
+    /// Send one file; `Ok(detail)` when the partner accepted it.
+    fn send(
+        &self,
+        client: &reqwest::blocking::Client,
+        s: &Shipment,
+        f: &OutgoingFile,
+        parts: usize,
+    ) -> Result<String, DestinationError> {
+        let url = self.render(&self.cfg.url.0, s, f, parts);
+        let method = if self.cfg.method.eq_ignore_ascii_case("PUT") {
+            reqwest::Method::PUT
+        } else {
+            reqwest::Method::POST
+        };
+        let file = std::fs::File::open(&f.path).map_err(|e| {
+            DestinationError::new(io_class(&e), format!("{}: {e}", f.path.display()))
+        })?;
+        let mut req = client
+            .request(method, &url)
+            .header(
+                "Content-Type",
+                self.cfg
+                    .content_type
+                    .clone()
+                    .unwrap_or_else(|| content_type(&f.name).to_string()),
+            )
+            .header(
+                self.cfg.idempotency_header.as_str(),
+                format!("{}-{}", s.batch_id, f.part),
+            )
+            .body(reqwest::blocking::Body::sized(file, f.bytes));
+        for (k, v) in &self.cfg.headers {
+            req = req.header(k.as_str(), self.render(v, s, f, parts));
+        }
+        req = match &self.cfg.auth {
+            None => req,
+            Some(HttpAuth::Bearer { token }) => req.bearer_auth(token.expose()),
+            Some(HttpAuth::Basic { username, password }) => {
+                req.basic_auth(&username.0, Some(password.expose()))
+            }
+            Some(HttpAuth::Hmac {
+                secret,
+                header,
+                prefix,
+            }) => {
+                let sig = self.hmac(secret.expose(), &f.path)?;
+                req.header(header.as_str(), format!("{prefix}{sig}"))
+            }
+        };
+        let at = format!("{} → {}", f.name, url.split('?').next().unwrap_or(&url));
+        let resp = req.send().map_err(|e| {
+            let class = if e.is_timeout() {
+                ErrorClass::Timeout
+            } else if e.is_connect() {
+                ErrorClass::Connect
+            } else {
+                ErrorClass::Transient
+            };
+            // reqwest's message includes the URL, never headers.
+            DestinationError::new(class, format!("{at}: {e}"))
+        })?;
+        let status = resp.status().as_u16();
+        let wait = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(retry_after);
+        let body = resp.bytes().map(|b| b.to_vec()).unwrap_or_default();
+        if self.cfg.success_status.contains(&status) {
+            if let (Some(path), Some(want)) =
+                (&self.cfg.success_json_path, &self.cfg.success_json_value)
+            {
+                let got = json_at(&body, path);
+                if got.as_deref() != Some(want.as_str()) {
+                    return Err(DestinationError::new(
+                        ErrorClass::Permanent,
+                        format!(
+                            "{at}: partner replied {status} but {path} is {}, not {want:?}: {}",
+                            got.map_or("missing".into(), |g| format!("{g:?}")),
+                            snippet(&body)
+                        ),
+                    ));
+                }
+            }
+            return Ok(format!("{at}: {status}"));
+        }
+        let class = match status {
+            401 | 403 => ErrorClass::Auth,
+            404 | 410 => ErrorClass::NotFound,
+            408 | 425 | 429 => ErrorClass::Transient,
+            s if s >= 500 => ErrorClass::Transient,
+            _ => ErrorClass::Permanent,
+        };
+        let mut err = DestinationError::new(
+            class,
+            format!("{at}: partner replied {status}: {}", snippet(&body)),
+        );
+        err.retry_after = wait;
+        Err(err)
+    }
+}
+
+/// Rank of a failure when several chunks fail: the one that decides what
+/// happens to the batch.
+fn severity(c: ErrorClass) -> u8 {
+    match c {
+        ErrorClass::Auth | ErrorClass::HostKey => 5,
+        ErrorClass::Permission | ErrorClass::NotFound => 4,
+        ErrorClass::Permanent => 3,
+        ErrorClass::Connect | ErrorClass::Timeout | ErrorClass::Transient => 1,
+    }
+}
+
+impl Destination for HttpDestination {
+    fn describe(&self) -> String {
+        let u = &self.cfg.url.0;
+        let base = u.split('?').next().unwrap_or(u);
+        format!("http {} {base}", self.cfg.method.to_ascii_uppercase())
+    }
+
+    fn deliver(&self, shipment: &Shipment) -> Result<Receipt, DestinationError> {
+        let client = self.client()?;
+        let data: Vec<&OutgoingFile> = shipment.files.iter().filter(|f| f.kind == "data").collect();
+        let parts = data.len();
+        let todo: Vec<&OutgoingFile> = data
+            .iter()
+            .copied()
+            .filter(|f| !shipment.already.contains(&f.part))
+            .collect();
+        let next = AtomicUsize::new(0);
+        let results: Mutex<Vec<(u32, Result<String, DestinationError>)>> = Mutex::new(Vec::new());
+        std::thread::scope(|scope| {
+            for _ in 0..self.cfg.parallel.min(todo.len()).max(1) {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(f) = todo.get(i) else { break };
+                    let r = self.send(&client, shipment, f, parts);
+                    if let Ok(mut all) = results.lock() {
+                        all.push((f.part, r));
+                    }
+                });
+            }
+        });
+        let mut results = results.into_inner().unwrap_or_default();
+        results.sort_by_key(|(p, _)| *p);
+        let delivered: Vec<u32> = results
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .map(|(p, _)| *p)
+            .collect();
+        let failed: Vec<(u32, DestinationError)> = results
+            .into_iter()
+            .filter_map(|(p, r)| r.err().map(|e| (p, e)))
+            .collect();
+        if failed.is_empty() {
+            return Ok(Receipt {
+                detail: format!(
+                    "{}: {} of {parts} part(s) accepted ({} earlier)",
+                    self.describe(),
+                    delivered.len(),
+                    shipment.already.len()
+                ),
+                delivered,
+            });
+        }
+        let worst = failed
+            .iter()
+            .map(|(_, e)| e.class)
+            .max_by_key(|c| severity(*c))
+            .unwrap_or(ErrorClass::Transient);
+        let wait = failed.iter().filter_map(|(_, e)| e.retry_after).max();
+        let list: Vec<String> = failed
+            .iter()
+            .map(|(p, e)| format!("part {p}: {}", e.message))
+            .collect();
+        let mut err = DestinationError::new(
+            worst,
+            format!(
+                "{} of {parts} part(s) not accepted (outstanding: {}); {}",
+                failed.len(),
+                failed
+                    .iter()
+                    .map(|(p, _)| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                list.join("; ")
+            ),
+        );
+        err.retry_after = wait;
+        err.delivered = delivered;
+        Err(err)
+    }
+
+    fn check(&self) -> Result<String, DestinationError> {
+        let client = self.client()?;
+        let url = self
+            .cfg
+            .url
+            .0
+            .split('{')
+            .next()
+            .unwrap_or(&self.cfg.url.0)
+            .to_string();
+        let mut req = client.head(&url);
+        if let Some(HttpAuth::Bearer { token }) = &self.cfg.auth {
+            req = req.bearer_auth(token.expose());
+        }
+        if let Some(HttpAuth::Basic { username, password }) = &self.cfg.auth {
+            req = req.basic_auth(&username.0, Some(password.expose()));
+        }
+        let resp = req.send().map_err(|e| {
+            let class = if e.is_connect() {
+                ErrorClass::Connect
+            } else {
+                ErrorClass::Transient
+            };
+            DestinationError::new(class, format!("{url}: {e}"))
+        })?;
+        match resp.status().as_u16() {
+            401 | 403 => Err(DestinationError::new(
+                ErrorClass::Auth,
+                format!("{url}: credentials refused ({})", resp.status()),
+            )),
+            s => Ok(format!(
+                "{url}: reachable (HEAD answered {s}; TLS verified where https)"
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(retry_after("7"), Some(Duration::from_secs(7)));
+        let later = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
+        let d = retry_after(&later).expect("date");
+        assert!(
+            d <= Duration::from_secs(30) && d >= Duration::from_secs(28),
+            "{d:?}"
+        );
+        assert_eq!(retry_after("soon"), None);
+        assert_eq!(retry_after("999999999"), Some(MAX_RETRY_AFTER));
+    }
+
+    #[test]
+    fn json_paths() {
+        assert_eq!(
+            json_at(br#"{"status":"success","n":{"ok":true}}"#, "status").as_deref(),
+            Some("success")
+        );
+        assert_eq!(
+            json_at(br#"{"status":"success","n":{"ok":true}}"#, "n.ok").as_deref(),
+            Some("true")
+        );
+        assert_eq!(json_at(br#"[1]"#, "x"), None);
+    }
+}

@@ -1,0 +1,234 @@
+//! HTTP batch destination against the project's webhook test server
+//! (tests/servers/webhook): chunks, templates, auth, idempotency keys,
+//! partial chunk failure, Retry-After, success criteria.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn base() -> String {
+    server_env("WEBHOOK_BASE_URL")
+}
+
+/// Requests the server saw whose path or query contains `key`.
+fn requests(key: &str) -> Vec<Value> {
+    let all: Vec<Value> = reqwest::blocking::get(format!("{}/_requests", base()))
+        .expect("get")
+        .json()
+        .expect("json");
+    all.into_iter()
+        .filter(|r| {
+            r["path"].as_str().unwrap_or("").contains(key)
+                || r["query"].as_str().unwrap_or("").contains(key)
+        })
+        .collect()
+}
+
+fn header<'a>(r: &'a Value, name: &str) -> Option<&'a str> {
+    r["headers"]
+        .as_object()?
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| v.as_str())
+}
+
+fn unique(tag: &str) -> String {
+    format!("{tag}{}x{}", std::process::id(), rand_suffix())
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+fn config(url: &str, dest_extra: &str, split: u64) -> String {
+    format!(
+        r#"
+[[delivery]]
+name = "h"
+[delivery.batch]
+max_records = 100000
+[delivery.file]
+name = "chunk_{{batch_id}}_{{part}}.ndjson"
+format = "ndjson"
+split_records = {split}
+[[delivery.field]]
+name = "id"
+source = "Account Id"
+[[delivery.field]]
+name = "phone"
+source = "Phone 1"
+transform = ["digits_only"]
+[delivery.destination]
+type = "http"
+url = "{url}"
+{dest_extra}
+[delivery.retry]
+max_attempts = 5
+initial_delay = "1ms"
+jitter = 0.0
+"#
+    )
+}
+
+#[test]
+fn chunks_carry_templates_auth_and_a_stable_idempotency_key() {
+    let key = unique("chunks");
+    let url = format!("{}/auth/bearer/tok123?k={key}&p={{part}}", base());
+    let extra = "auth = { type = \"bearer\", token = \"tok123\" }\nheaders = { X-Batch-ID = \"{batch_id}\", X-Record-Count = \"{record_count}\" }\nparallel = 2";
+    let ws = Workspace::new(&config(&url, extra, 1000));
+    let leads = ws.leads(2500);
+    ws.ok(&["enqueue", "--delivery", "h", leads.to_str().expect("utf8")]);
+    let out = ws.json(&["flush", "h"], 0);
+    let b = &out["batches"][0]["batch"];
+    assert_eq!(b["state"], "delivered", "{b}");
+    let id = b["id"].as_str().expect("id");
+    let mut got = requests(&key);
+    got.sort_by_key(|r| r["query"].as_str().unwrap_or("").to_string());
+    assert_eq!(got.len(), 3);
+    let mut total = 0;
+    for (i, r) in got.iter().enumerate() {
+        let lines: Vec<&str> = r["body"].as_str().expect("body").lines().collect();
+        let n = lines.len();
+        assert_eq!(header(r, "X-Record-Count"), Some(n.to_string().as_str()));
+        assert_eq!(header(r, "X-Batch-ID"), Some(id));
+        assert_eq!(
+            header(r, "Idempotency-Key"),
+            Some(format!("{id}-{}", i + 1).as_str())
+        );
+        assert_eq!(header(r, "Content-Type"), Some("application/x-ndjson"));
+        let first: Value = serde_json::from_str(lines[0]).expect("ndjson");
+        assert!(first["phone"]
+            .as_str()
+            .expect("phone")
+            .bytes()
+            .all(|c| c.is_ascii_digit()));
+        total += n;
+    }
+    assert_eq!(total, 2500);
+}
+
+#[test]
+fn only_failed_chunks_are_resent_with_the_same_key() {
+    let key = unique("partial");
+    let url = format!("{}/fail-parts/2/{key}/{{part}}", base());
+    let ws = Workspace::new(&config(&url, "", 100));
+    let leads = ws.leads(300);
+    ws.ok(&["enqueue", "--delivery", "h", leads.to_str().expect("utf8")]);
+    let out = ws.json(&["flush", "h"], 3);
+    let id = out["batches"][0]["batch"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert_eq!(out["batches"][0]["batch"]["state"], "retry_wait");
+    let show = ws.json(&["batches", "show", &id], 0);
+    assert_eq!(show["delivered_parts"], serde_json::json!([1, 3]), "{show}");
+    assert!(show["batch"]["last_error"]
+        .as_str()
+        .expect("e")
+        .contains("outstanding: 2"));
+    std::thread::sleep(std::time::Duration::from_millis(10));
+    let again = ws.json(&["batches", "retry", &id], 0);
+    assert_eq!(again["batch"]["state"], "delivered");
+    let got = requests(&key);
+    let per_part = |p: &str| {
+        got.iter()
+            .filter(|r| r["path"].as_str().unwrap_or("").ends_with(&format!("/{p}")))
+            .count()
+    };
+    assert_eq!(
+        (per_part("1"), per_part("2"), per_part("3")),
+        (1, 2, 1),
+        "only part 2 resent"
+    );
+    let keys: Vec<&str> = got
+        .iter()
+        .filter(|r| r["path"].as_str().unwrap_or("").ends_with("/2"))
+        .filter_map(|r| header(r, "Idempotency-Key"))
+        .collect();
+    assert_eq!(keys, vec![format!("{id}-2").as_str(); 2]);
+}
+
+#[test]
+fn too_many_requests_waits_at_least_retry_after() {
+    let key = unique("ra");
+    let url = format!("{}/retry-after/30/1/{key}", base());
+    let ws = Workspace::new(&config(&url, "", 1000));
+    let leads = ws.leads(10);
+    ws.ok(&["enqueue", "--delivery", "h", leads.to_str().expect("utf8")]);
+    let before = chrono::Utc::now();
+    let out = ws.json(&["flush", "h"], 3);
+    let b = &out["batches"][0]["batch"];
+    assert_eq!(b["state"], "retry_wait");
+    let next = chrono::DateTime::parse_from_rfc3339(b["next_attempt_at"].as_str().expect("next"))
+        .expect("time");
+    let waited = next.with_timezone(&chrono::Utc) - before;
+    assert!(
+        waited >= chrono::Duration::seconds(29),
+        "retry in {waited}, Retry-After said 30 s (backoff alone: 1 ms)"
+    );
+}
+
+#[test]
+fn server_errors_retry_and_refused_credentials_suspend() {
+    let ws = Workspace::new(&config(&format!("{}/status/503", base()), "", 1000));
+    let leads = ws.leads(5);
+    ws.ok(&["enqueue", "--delivery", "h", leads.to_str().expect("utf8")]);
+    assert_eq!(
+        ws.json(&["flush", "h"], 3)["batches"][0]["batch"]["state"],
+        "retry_wait"
+    );
+
+    let url = format!("{}/auth/bearer/right", base());
+    let ws = Workspace::new(&config(
+        &url,
+        "auth = { type = \"bearer\", token = \"wrong-token-value\" }",
+        1000,
+    ));
+    ws.ok(&["enqueue", "--delivery", "h", leads.to_str().expect("utf8")]);
+    let out = ws.json(&["flush", "h"], 3);
+    let b = &out["batches"][0]["batch"];
+    assert_eq!(b["state"], "suspended");
+    assert!(
+        !b["last_error"]
+            .as_str()
+            .expect("e")
+            .contains("wrong-token-value"),
+        "secret leaked: {b}"
+    );
+}
+
+#[test]
+fn success_needs_the_json_reply_value_and_hmac_signs_the_body() {
+    let ws = Workspace::new(&config(
+        &format!("{}/fail-parts/0/{}/{{part}}", base(), unique("json")),
+        "success_json_path = \"status\"\nsuccess_json_value = \"accepted\"",
+        1000,
+    ));
+    let leads = ws.leads(5);
+    ws.ok(&["enqueue", "--delivery", "h", leads.to_str().expect("utf8")]);
+    let out = ws.json(&["flush", "h"], 3);
+    let b = &out["batches"][0]["batch"];
+    assert_eq!(b["state"], "manual", "{b}");
+    assert!(
+        b["last_error"]
+            .as_str()
+            .expect("e")
+            .contains("status is \"success\", not \"accepted\""),
+        "{b}"
+    );
+
+    let ws = Workspace::new(&config(
+        &format!("{}/hmac-sha256/s3cret", base()),
+        "auth = { type = \"hmac\", secret = \"s3cret\" }",
+        1000,
+    ));
+    ws.ok(&["enqueue", "--delivery", "h", leads.to_str().expect("utf8")]);
+    assert_eq!(
+        ws.json(&["flush", "h"], 0)["batches"][0]["batch"]["state"],
+        "delivered"
+    );
+}
