@@ -232,3 +232,99 @@ fn success_needs_the_json_reply_value_and_hmac_signs_the_body() {
         "delivered"
     );
 }
+
+/// An HTTPS webhook server with a certificate from a private CA.
+struct TlsServer {
+    child: std::process::Child,
+    port: u16,
+    ca: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsServer {
+    fn start() -> TlsServer {
+        let dir = tempfile::tempdir().expect("dir");
+        let d = dir.path();
+        let sh = |cmd: &str| {
+            let st = std::process::Command::new("bash")
+                .arg("-c")
+                .arg(cmd)
+                .current_dir(d)
+                .status()
+                .expect("bash");
+            assert!(st.success(), "{cmd}");
+        };
+        sh("openssl req -x509 -newkey rsa:2048 -nodes -days 2 -keyout ca.key -out ca.pem -subj /CN=test-ca 2>/dev/null");
+        sh("openssl req -newkey rsa:2048 -nodes -keyout key.pem -out leaf.csr -subj /CN=127.0.0.1 2>/dev/null");
+        sh("printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > ext.cnf && openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -out cert.pem -extfile ext.cnf 2>/dev/null");
+        let port = free_port();
+        let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/servers/webhook/webhook_server.py");
+        let child = std::process::Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .args(["--tls", "cert.pem", "key.pem"])
+            .current_dir(d)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn webhook");
+        let up = wait_for(std::time::Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        assert!(up.is_some(), "TLS webhook did not start");
+        TlsServer {
+            child,
+            port,
+            ca: d.join("ca.pem"),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn tls_certificates_are_verified_unless_turned_off_for_one_destination() {
+    let tls = TlsServer::start();
+    let url = format!("https://127.0.0.1:{}/ok", tls.port);
+    let leads_ws = Workspace::new("");
+    let leads = leads_ws.leads(5);
+    // Unknown CA: refused, and the delivery is suspended like a changed host key.
+    let ws = Workspace::new(&config(&url, "", 1000));
+    ws.ok(&["enqueue", "--delivery", "h", leads.to_str().expect("utf8")]);
+    let out = ws.json(&["flush", "h"], 3);
+    let b = &out["batches"][0]["batch"];
+    assert_eq!(b["state"], "suspended", "{b}");
+    assert!(
+        b["last_error"]
+            .as_str()
+            .expect("e")
+            .to_ascii_lowercase()
+            .contains("certificate"),
+        "{b}"
+    );
+    // Trusting the partner's CA explicitly works.
+    let ws = Workspace::new(&config(
+        &url,
+        &format!("ca_file = \"{}\"", tls.ca.display()),
+        1000,
+    ));
+    ws.ok(&["enqueue", "--delivery", "h", leads.to_str().expect("utf8")]);
+    assert_eq!(
+        ws.json(&["flush", "h"], 0)["batches"][0]["batch"]["state"],
+        "delivered"
+    );
+    // So does turning verification off for this one destination.
+    let ws = Workspace::new(&config(&url, "insecure_skip_tls_verify = true", 1000));
+    ws.ok(&["enqueue", "--delivery", "h", leads.to_str().expect("utf8")]);
+    assert_eq!(
+        ws.json(&["flush", "h"], 0)["batches"][0]["batch"]["state"],
+        "delivered"
+    );
+}

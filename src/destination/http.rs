@@ -190,17 +190,7 @@ impl HttpDestination {
             }
         };
         let at = format!("{} → {}", f.name, url.split('?').next().unwrap_or(&url));
-        let resp = req.send().map_err(|e| {
-            let class = if e.is_timeout() {
-                ErrorClass::Timeout
-            } else if e.is_connect() {
-                ErrorClass::Connect
-            } else {
-                ErrorClass::Transient
-            };
-            // reqwest's message includes the URL, never headers.
-            DestinationError::new(class, format!("{at}: {e}"))
-        })?;
+        let resp = req.send().map_err(|e| send_error(&at, &e))?;
         let status = resp.status().as_u16();
         let wait = resp
             .headers()
@@ -240,6 +230,33 @@ impl HttpDestination {
         err.retry_after = wait;
         Err(err)
     }
+}
+
+/// Classify a failed request. An untrusted or mismatched TLS certificate is
+/// treated like a changed SSH host key: the delivery is suspended.
+fn send_error(at: &str, e: &reqwest::Error) -> DestinationError {
+    let mut chain = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        chain.push_str(": ");
+        chain.push_str(&s.to_string());
+        src = s.source();
+    }
+    let lower = chain.to_ascii_lowercase();
+    let class = if lower.contains("certificate")
+        || lower.contains("unknownissuer")
+        || lower.contains("invalid peer")
+    {
+        ErrorClass::HostKey
+    } else if e.is_timeout() {
+        ErrorClass::Timeout
+    } else if e.is_connect() {
+        ErrorClass::Connect
+    } else {
+        ErrorClass::Transient
+    };
+    // reqwest's messages include the URL, never headers.
+    DestinationError::new(class, format!("{at}: {chain}"))
 }
 
 /// Rank of a failure when several chunks fail: the one that decides what
