@@ -37,6 +37,7 @@ fn main() {
         delivery: "bench".into(),
         record_count: 0,
         already: Vec::new(),
+        accepted: None,
         files: vec![OutgoingFile {
             part: 1,
             kind: "data".into(),

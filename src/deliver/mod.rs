@@ -281,6 +281,11 @@ pub fn attempt(
     };
     let number = store.start_attempt(&batch)?;
     let already = store.delivered_parts(&batch)?;
+    let accepted = |part: u32| {
+        if let Err(e) = store.mark_parts_delivered(&batch, &[part]) {
+            tracing::warn!(batch = %batch.id, part, "could not record an accepted part: {e}");
+        }
+    };
     let result = outgoing(store, &batch, delivery, spool_dir).and_then(|files| {
         dest.deliver(&Shipment {
             batch_id: batch.id.clone(),
@@ -288,6 +293,7 @@ pub fn attempt(
             record_count: batch.record_count,
             files,
             already,
+            accepted: Some(&accepted),
         })
     });
     // Whatever went through stays through: a retry resends only the rest.

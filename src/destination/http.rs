@@ -294,6 +294,9 @@ impl Destination for HttpDestination {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(f) = todo.get(i) else { break };
                     let r = self.send(&client, shipment, f, parts);
+                    if let (Ok(_), Some(cb)) = (&r, shipment.accepted) {
+                        cb(f.part);
+                    }
                     if let Ok(mut all) = results.lock() {
                         all.push((f.part, r));
                     }

@@ -97,8 +97,7 @@ pub struct OutgoingFile {
 }
 
 /// What a destination is given.
-#[derive(Debug, Clone)]
-pub struct Shipment {
+pub struct Shipment<'a> {
     pub batch_id: String,
     pub delivery: String,
     pub record_count: u64,
@@ -106,8 +105,21 @@ pub struct Shipment {
     /// Parts delivered by earlier attempts: destinations that deliver file
     /// by file (HTTP chunks) skip them.
     pub already: Vec<u32>,
+    /// Called as soon as a part is accepted (recorded at once, so a crash
+    /// mid-batch does not resend it).
+    pub accepted: Option<&'a (dyn Fn(u32) + Sync)>,
 }
 
+impl std::fmt::Debug for Shipment<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shipment")
+            .field("batch_id", &self.batch_id)
+            .field("delivery", &self.delivery)
+            .field("files", &self.files)
+            .field("already", &self.already)
+            .finish()
+    }
+}
 /// Where the files ended up, for the batch record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {

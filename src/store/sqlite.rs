@@ -341,9 +341,19 @@ impl Store for SqliteStore {
     fn set_files(&self, batch: &Batch, files: &[BatchFile], rejected: &[Rejection]) -> Result<()> {
         self.with(|c| {
             let tx = c.transaction()?;
+            // Parts a partner already accepted stay accepted when the rebuilt
+            // files are identical (same names and bytes); otherwise start over.
+            let before: Vec<(String, String)> = {
+                let mut stmt = tx.prepare("SELECT name, coalesce(sha256, '') FROM batch_files WHERE batch = ?1 ORDER BY part")?;
+                let rows = stmt.query_map([batch.rowid], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            let after: Vec<(String, String)> = files.iter().map(|f| (f.name.clone(), f.sha256.clone())).collect();
+            if before != after {
+                tx.execute("DELETE FROM delivered_parts WHERE batch = ?1", [batch.rowid])?;
+            }
             tx.execute("DELETE FROM batch_files WHERE batch = ?1", [batch.rowid])?;
             tx.execute("DELETE FROM rejections WHERE batch = ?1", [batch.rowid])?;
-            tx.execute("DELETE FROM delivered_parts WHERE batch = ?1", [batch.rowid])?;
             for f in files {
                 tx.execute(
                     "INSERT INTO batch_files (batch, part, name, kind, bytes, sha256, md5, records, first_record, last_record)
