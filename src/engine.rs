@@ -222,6 +222,10 @@ impl Engine {
                 if b.state != BatchState::RetryWait {
                     self.store.reset_attempt_budget(&b)?;
                 }
+                // Redelivering a delivered batch sends every part again.
+                if b.state == BatchState::Delivered {
+                    self.store.clear_delivered_parts(&b)?;
+                }
                 let b = self.store.transition(
                     &b,
                     BatchState::Ready,

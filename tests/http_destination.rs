@@ -328,3 +328,64 @@ fn tls_certificates_are_verified_unless_turned_off_for_one_destination() {
         "delivered"
     );
 }
+
+#[test]
+fn redirects_are_not_followed_and_redelivery_sends_every_part_again() {
+    let leads_ws = Workspace::new("");
+    let leads = leads_ws.leads(30);
+    // A 302 would turn the POST into a GET without the data.
+    let ws = Workspace::new(&config(&format!("{}/redirect/302", base()), "", 1000));
+    ws.ok(&["enqueue", "--delivery", "h", leads.to_str().expect("utf8")]);
+    let out = ws.json(&["flush", "h"], 3);
+    let b = &out["batches"][0]["batch"];
+    assert_eq!(b["state"], "manual", "{b}");
+    assert!(
+        b["last_error"]
+            .as_str()
+            .expect("e")
+            .contains("redirects are not followed"),
+        "{b}"
+    );
+
+    let key = unique("again");
+    let ws = Workspace::new(&config(
+        &format!("{}/ok?k={key}&p={{part}}", base()),
+        "",
+        10,
+    ));
+    ws.ok(&["enqueue", "--delivery", "h", leads.to_str().expect("utf8")]);
+    let out = ws.json(&["flush", "h"], 0);
+    let id = out["batches"][0]["batch"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert_eq!(requests(&key).len(), 3);
+    assert_eq!(
+        ws.json(&["batches", "retry", &id], 0)["batch"]["state"],
+        "delivered"
+    );
+    assert_eq!(
+        requests(&key).len(),
+        6,
+        "an operator redelivery sends all parts again"
+    );
+}
+
+#[test]
+fn check_refuses_unknown_placeholders_and_bad_headers() {
+    let ws = Workspace::new(&config(
+        &format!("{}/x/{{batchid}}", base()),
+        "headers = { \"Bad Name\" = \"x\" }\ntimeout = \"0s\"",
+        10,
+    ));
+    let out = ws.run(&["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "unknown placeholder {batchid}",
+        "not a valid header name",
+        "timeout",
+    ] {
+        assert!(err.contains(needle), "missing {needle:?}:\n{err}");
+    }
+}

@@ -577,6 +577,92 @@ impl<'r> Cx<'r> {
                     "must be at least 1".into(),
                 );
             }
+            let known = [
+                "{batch_id}",
+                "{delivery}",
+                "{part}",
+                "{parts}",
+                "{record_count}",
+                "{name}",
+            ];
+            let templates = std::iter::once(("url".to_string(), h.url.0.clone())).chain(
+                h.headers
+                    .iter()
+                    .map(|(k, v)| (format!("headers.{k}"), v.0.clone())),
+            );
+            for (key, t) in templates {
+                let mut rest = t.as_str();
+                while let Some(i) = rest.find('{') {
+                    let end = rest[i..].find('}').map_or(rest.len(), |e| i + e + 1);
+                    if !known.contains(&&rest[i..end]) {
+                        self.push(
+                            &format!("{label}.destination.{key}"),
+                            at.clone(),
+                            format!(
+                                "unknown placeholder {}; known: {}",
+                                &rest[i..end],
+                                known.join(" ")
+                            ),
+                        );
+                    }
+                    rest = &rest[end..];
+                }
+            }
+            for (k, v) in &h.headers {
+                if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
+                    self.push(
+                        &format!("{label}.destination.headers"),
+                        at.clone(),
+                        format!("{k:?} is not a valid header name"),
+                    );
+                }
+                if v.0.contains(['\r', '\n']) {
+                    self.push(
+                        &format!("{label}.destination.headers.{k}"),
+                        at.clone(),
+                        "a header value cannot contain a line break".into(),
+                    );
+                }
+            }
+            if reqwest::header::HeaderName::from_bytes(h.idempotency_header.as_bytes()).is_err() {
+                self.push(
+                    &format!("{label}.destination.idempotency_header"),
+                    at.clone(),
+                    format!("{:?} is not a valid header name", h.idempotency_header),
+                );
+            }
+            if h.timeout.0.is_zero() {
+                self.push(
+                    &format!("{label}.destination.timeout"),
+                    at.clone(),
+                    "must be more than 0 (it covers the whole request, upload included)".into(),
+                );
+            }
+            if h.success_status.is_empty() {
+                self.push(
+                    &format!("{label}.destination.success_status"),
+                    at.clone(),
+                    "no status would count as success".into(),
+                );
+            }
+            if let Some(ca) = &h.ca_file {
+                let ca = if ca.is_relative() {
+                    self.base.join(ca)
+                } else {
+                    ca.clone()
+                };
+                let ok = std::fs::read(&ca).ok().is_some_and(|pem| {
+                    reqwest::Certificate::from_pem(&pem).is_ok()
+                        && pem.windows(11).any(|w| w == b"-----BEGIN ")
+                });
+                if !ok {
+                    self.push(
+                        &format!("{label}.destination.ca_file"),
+                        at.clone(),
+                        format!("{} is not a readable PEM certificate", ca.display()),
+                    );
+                }
+            }
             if h.success_json_path.is_some() != h.success_json_value.is_some() {
                 self.push(
                     &format!("{label}.destination.success_json_path"),

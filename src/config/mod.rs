@@ -287,7 +287,7 @@ pub struct HttpConfig {
     pub auth: Option<HttpAuth>,
     /// Extra headers; values may use the URL placeholders.
     #[serde(default)]
-    pub headers: indexmap::IndexMap<String, String>,
+    pub headers: indexmap::IndexMap<String, Expanded>,
     /// Content type of the body (default from the file: JSON, NDJSON, CSV, XML, gzip).
     pub content_type: Option<String>,
     /// Requests in flight at once.

@@ -280,13 +280,16 @@ pub fn attempt(
         Err(e) => return Err(e.into()),
     };
     let number = store.start_attempt(&batch)?;
-    let already = store.delivered_parts(&batch)?;
     let accepted = |part: u32| {
         if let Err(e) = store.mark_parts_delivered(&batch, &[part]) {
             tracing::warn!(batch = %batch.id, part, "could not record an accepted part: {e}");
         }
     };
     let result = outgoing(store, &batch, delivery, spool_dir).and_then(|files| {
+        // Read after `outgoing`: a spool rebuild may have reset what was accepted.
+        let already = store
+            .delivered_parts(&batch)
+            .map_err(|e| DestinationError::new(ErrorClass::Permanent, e.to_string()))?;
         dest.deliver(&Shipment {
             batch_id: batch.id.clone(),
             delivery: delivery.name.clone(),

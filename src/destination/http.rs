@@ -88,7 +88,9 @@ impl HttpDestination {
         let mut b = reqwest::blocking::Client::builder()
             .timeout(self.cfg.timeout.0)
             .connect_timeout(self.cfg.timeout.0.min(Duration::from_secs(30)))
-            .redirect(reqwest::redirect::Policy::limited(5))
+            // A redirect would turn the POST into a GET without the data (301/302/303)
+            // or need the body twice (307/308): never follow; the 3xx is reported.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("consign/", env!("CARGO_PKG_VERSION")));
         if let Some(ca) = &self.cfg.ca_file {
             let pem = std::fs::read(ca).map_err(|e| {
@@ -113,13 +115,14 @@ impl HttpDestination {
             .map_err(|e| DestinationError::new(ErrorClass::Permanent, format!("HTTP client: {e}")))
     }
 
-    fn render(&self, t: &str, s: &Shipment, f: &OutgoingFile, parts: usize) -> String {
-        t.replace("{batch_id}", &s.batch_id)
-            .replace("{delivery}", &s.delivery)
+    fn render(&self, t: &str, s: &Shipment, f: &OutgoingFile, parts: usize, url: bool) -> String {
+        let enc = |v: &str| if url { encode(v) } else { v.to_string() };
+        t.replace("{batch_id}", &enc(&s.batch_id))
+            .replace("{delivery}", &enc(&s.delivery))
             .replace("{part}", &f.part.to_string())
             .replace("{parts}", &parts.to_string())
             .replace("{record_count}", &f.records.to_string())
-            .replace("{name}", &f.name)
+            .replace("{name}", &enc(&f.name))
     }
 
     fn hmac(&self, secret: &str, path: &std::path::Path) -> Result<String, DestinationError> {
@@ -148,7 +151,7 @@ impl HttpDestination {
         f: &OutgoingFile,
         parts: usize,
     ) -> Result<String, DestinationError> {
-        let url = self.render(&self.cfg.url.0, s, f, parts);
+        let url = self.render(&self.cfg.url.0, s, f, parts, true);
         let method = if self.cfg.method.eq_ignore_ascii_case("PUT") {
             reqwest::Method::PUT
         } else {
@@ -171,8 +174,17 @@ impl HttpDestination {
                 format!("{}-{}", s.batch_id, f.part),
             )
             .body(reqwest::blocking::Body::sized(file, f.bytes));
+        let mut custom = reqwest::header::HeaderMap::new();
         for (k, v) in &self.cfg.headers {
-            req = req.header(k.as_str(), self.render(v, s, f, parts));
+            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes()).map_err(|e| {
+                DestinationError::new(ErrorClass::Permanent, format!("header name {k:?}: {e}"))
+            })?;
+            let value =
+                reqwest::header::HeaderValue::from_str(&self.render(&v.0, s, f, parts, false))
+                    .map_err(|e| {
+                        DestinationError::new(ErrorClass::Permanent, format!("header {k}: {e}"))
+                    })?;
+            custom.insert(name, value);
         }
         req = match &self.cfg.auth {
             None => req,
@@ -189,15 +201,41 @@ impl HttpDestination {
                 req.header(header.as_str(), format!("{prefix}{sig}"))
             }
         };
+        // Configured headers replace built-in ones of the same name.
+        req = req.headers(custom);
         let at = format!("{} → {}", f.name, url.split('?').next().unwrap_or(&url));
-        let resp = req.send().map_err(|e| send_error(&at, &e))?;
+        let resp = req.send().map_err(|e| send_error(&at, e))?;
         let status = resp.status().as_u16();
         let wait = resp
             .headers()
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(retry_after);
-        let body = resp.bytes().map(|b| b.to_vec()).unwrap_or_default();
+        if (300..400).contains(&status) {
+            let to = resp
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("?")
+                .to_string();
+            return Err(DestinationError::new(
+                ErrorClass::Permanent,
+                format!(
+                    "{at}: partner redirected ({status}) to {}; redirects are not followed (the data would not arrive): update the url",
+                    to.split('?').next().unwrap_or("?")
+                ),
+            ));
+        }
+        // Replies are read up to 1 MiB: enough to judge, bounded in memory.
+        let mut body = Vec::new();
+        if let Err(e) =
+            std::io::Read::read_to_end(&mut std::io::Read::take(resp, 1 << 20), &mut body)
+        {
+            return Err(DestinationError::new(
+                ErrorClass::Transient,
+                format!("{at}: reading the reply: {e}"),
+            ));
+        }
         if self.cfg.success_status.contains(&status) {
             if let (Some(path), Some(want)) =
                 (&self.cfg.success_json_path, &self.cfg.success_json_value)
@@ -234,9 +272,12 @@ impl HttpDestination {
 
 /// Classify a failed request. An untrusted or mismatched TLS certificate is
 /// treated like a changed SSH host key: the delivery is suspended.
-fn send_error(at: &str, e: &reqwest::Error) -> DestinationError {
+fn send_error(at: &str, e: reqwest::Error) -> DestinationError {
+    let (timeout, connect) = (e.is_timeout(), e.is_connect());
+    // Without the URL: its query may carry a key. `at` names the file and path.
+    let e = e.without_url();
     let mut chain = e.to_string();
-    let mut src = std::error::Error::source(e);
+    let mut src = std::error::Error::source(&e);
     while let Some(s) = src {
         chain.push_str(": ");
         chain.push_str(&s.to_string());
@@ -248,15 +289,28 @@ fn send_error(at: &str, e: &reqwest::Error) -> DestinationError {
         || lower.contains("invalid peer")
     {
         ErrorClass::HostKey
-    } else if e.is_timeout() {
+    } else if timeout {
         ErrorClass::Timeout
-    } else if e.is_connect() {
+    } else if connect {
         ErrorClass::Connect
     } else {
         ErrorClass::Transient
     };
     // reqwest's messages include the URL, never headers.
     DestinationError::new(class, format!("{at}: {chain}"))
+}
+
+/// Percent-encode a value placed into a URL (RFC 3986 unreserved kept).
+fn encode(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Rank of a failure when several chunks fail: the one that decides what
@@ -287,13 +341,21 @@ impl Destination for HttpDestination {
             .filter(|f| !shipment.already.contains(&f.part))
             .collect();
         let next = AtomicUsize::new(0);
+        // Refused credentials: do not keep sending the other chunks (lockouts).
+        let stop = std::sync::atomic::AtomicBool::new(false);
         let results: Mutex<Vec<(u32, Result<String, DestinationError>)>> = Mutex::new(Vec::new());
         std::thread::scope(|scope| {
             for _ in 0..self.cfg.parallel.min(todo.len()).max(1) {
                 scope.spawn(|| loop {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     let Some(f) = todo.get(i) else { break };
                     let r = self.send(&client, shipment, f, parts);
+                    if matches!(&r, Err(e) if matches!(e.class, ErrorClass::Auth | ErrorClass::HostKey)) {
+                        stop.store(true, Ordering::SeqCst);
+                    }
                     if let (Ok(_), Some(cb)) = (&r, shipment.accepted) {
                         cb(f.part);
                     }
@@ -354,38 +416,68 @@ impl Destination for HttpDestination {
     }
 
     fn check(&self) -> Result<String, DestinationError> {
+        // A HEAD to the URL a first chunk would use, with the configured
+        // headers and credentials (HMAC signs an empty body).
         let client = self.client()?;
-        let url = self
-            .cfg
-            .url
-            .0
-            .split('{')
-            .next()
-            .unwrap_or(&self.cfg.url.0)
-            .to_string();
+        let probe = OutgoingFile {
+            part: 1,
+            kind: "data".into(),
+            records: 0,
+            name: "consign-check".into(),
+            path: std::path::PathBuf::new(),
+            bytes: 0,
+            sha256: String::new(),
+        };
+        let shipment = Shipment {
+            batch_id: "check".into(),
+            delivery: "check".into(),
+            record_count: 0,
+            files: Vec::new(),
+            already: Vec::new(),
+            accepted: None,
+        };
+        let url = self.render(&self.cfg.url.0, &shipment, &probe, 1, true);
+        let shown = url.split('?').next().unwrap_or(&url).to_string();
         let mut req = client.head(&url);
-        if let Some(HttpAuth::Bearer { token }) = &self.cfg.auth {
-            req = req.bearer_auth(token.expose());
+        req = match &self.cfg.auth {
+            None => req,
+            Some(HttpAuth::Bearer { token }) => req.bearer_auth(token.expose()),
+            Some(HttpAuth::Basic { username, password }) => {
+                req.basic_auth(&username.0, Some(password.expose()))
+            }
+            Some(HttpAuth::Hmac {
+                secret,
+                header,
+                prefix,
+            }) => {
+                let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.expose().as_bytes())
+                    .map_err(|e| {
+                        DestinationError::new(ErrorClass::Permanent, format!("hmac: {e}"))
+                    })?;
+                mac.update(b"");
+                req.header(
+                    header.as_str(),
+                    format!("{prefix}{}", hex::encode(mac.finalize().into_bytes())),
+                )
+            }
+        };
+        for (k, v) in &self.cfg.headers {
+            req = req.header(k.as_str(), self.render(&v.0, &shipment, &probe, 1, false));
         }
-        if let Some(HttpAuth::Basic { username, password }) = &self.cfg.auth {
-            req = req.basic_auth(&username.0, Some(password.expose()));
-        }
-        let resp = req.send().map_err(|e| {
-            let class = if e.is_connect() {
-                ErrorClass::Connect
-            } else {
-                ErrorClass::Transient
-            };
-            DestinationError::new(class, format!("{url}: {e}"))
-        })?;
-        match resp.status().as_u16() {
-            401 | 403 => Err(DestinationError::new(
-                ErrorClass::Auth,
-                format!("{url}: credentials refused ({})", resp.status()),
-            )),
-            s => Ok(format!(
-                "{url}: reachable (HEAD answered {s}; TLS verified where https)"
-            )),
+        let resp = req.send().map_err(|e| send_error(&shown, e))?;
+        let status = resp.status().as_u16();
+        let tls = if self.cfg.insecure_skip_tls_verify {
+            "TLS NOT verified (insecure_skip_tls_verify)"
+        } else if url.starts_with("https://") {
+            "TLS verified"
+        } else {
+            "plain HTTP"
+        };
+        match status {
+            401 | 403 => Err(DestinationError::new(ErrorClass::Auth, format!("{shown}: credentials refused ({status})"))),
+            404 | 410 => Err(DestinationError::new(ErrorClass::NotFound, format!("{shown}: not found ({status})"))),
+            s if s >= 500 => Err(DestinationError::new(ErrorClass::Transient, format!("{shown}: server error ({s})"))),
+            s => Ok(format!("{shown}: reachable, HEAD answered {s}, {tls}; a HEAD cannot prove the endpoint accepts data")),
         }
     }
 }

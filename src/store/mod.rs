@@ -256,6 +256,8 @@ pub trait Store: Send + Sync + 'static {
     /// Record files a destination accepted (so a retry resends only the rest).
     fn mark_parts_delivered(&self, batch: &Batch, parts: &[u32]) -> Result<()>;
     fn delivered_parts(&self, batch: &Batch) -> Result<Vec<u32>>;
+    /// Forget accepted parts (an operator redelivers a delivered batch).
+    fn clear_delivered_parts(&self, batch: &Batch) -> Result<()>;
     fn files(&self, batch: &Batch) -> Result<Vec<BatchFile>>;
 
     /// Change state (checked against the state machine) and audit it.

@@ -401,6 +401,16 @@ impl Store for SqliteStore {
         })
     }
 
+    fn clear_delivered_parts(&self, batch: &Batch) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM delivered_parts WHERE batch = ?1",
+                [batch.rowid],
+            )?;
+            Ok(())
+        })
+    }
+
     fn delivered_parts(&self, batch: &Batch) -> Result<Vec<u32>> {
         self.with(|c| {
             let mut stmt =
