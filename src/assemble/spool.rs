@@ -94,20 +94,3 @@ impl Write for SpoolWriter {
         self.file.flush()
     }
 }
-
-/// SHA-256 and size of a file, read in chunks.
-pub fn hash_file(path: &Path) -> io::Result<(u64, String)> {
-    let mut f = File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = io::Read::read(&mut f, &mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        total += n as u64;
-    }
-    Ok((total, hex::encode(h.finalize())))
-}

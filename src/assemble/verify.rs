@@ -8,7 +8,7 @@ use crate::config::{Compression, EncryptionConfig, FileFormat, Layout};
 use crate::store::BatchFile;
 use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// What is wrong with a batch's files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -321,10 +321,4 @@ impl<'de> serde::Deserialize<'de> for Counted {
         }
         d.deserialize_seq(V)
     }
-}
-
-/// Verify one plain file on disk (used by tests and `preview`).
-pub fn count_file(layout: &Layout, path: &Path) -> Result<u64, String> {
-    let f = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    count(layout, BufReader::new(f))
 }
