@@ -125,9 +125,16 @@ impl HttpDestination {
             .replace("{name}", &enc(&f.name))
     }
 
-    fn hmac(&self, secret: &str, path: &std::path::Path) -> Result<String, DestinationError> {
+    fn hmac(
+        &self,
+        secret: &str,
+        path: Option<&std::path::Path>,
+    ) -> Result<String, DestinationError> {
         let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())
             .map_err(|e| DestinationError::new(ErrorClass::Permanent, format!("hmac: {e}")))?;
+        let Some(path) = path else {
+            return Ok(hex::encode(mac.finalize().into_bytes()));
+        };
         let mut f = std::fs::File::open(path)
             .map_err(|e| DestinationError::new(io_class(&e), format!("{}: {e}", path.display())))?;
         let mut buf = vec![0u8; 1 << 16];
@@ -144,6 +151,46 @@ impl HttpDestination {
     }
 
     /// Send one file; `Ok(detail)` when the partner accepted it.
+    /// Credentials and configured headers (which replace built-in ones of
+    /// the same name). HMAC signs the file at `body`, or an empty body.
+    fn decorate(
+        &self,
+        mut req: reqwest::blocking::RequestBuilder,
+        s: &Shipment,
+        f: &OutgoingFile,
+        parts: usize,
+        body: Option<&std::path::Path>,
+    ) -> Result<reqwest::blocking::RequestBuilder, DestinationError> {
+        req = match &self.cfg.auth {
+            None => req,
+            Some(HttpAuth::Bearer { token }) => req.bearer_auth(token.expose()),
+            Some(HttpAuth::Basic { username, password }) => {
+                req.basic_auth(&username.0, Some(password.expose()))
+            }
+            Some(HttpAuth::Hmac {
+                secret,
+                header,
+                prefix,
+            }) => {
+                let sig = self.hmac(secret.expose(), body)?;
+                req.header(header.as_str(), format!("{prefix}{sig}"))
+            }
+        };
+        let mut custom = reqwest::header::HeaderMap::new();
+        for (k, v) in &self.cfg.headers {
+            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes()).map_err(|e| {
+                DestinationError::new(ErrorClass::Permanent, format!("header name {k:?}: {e}"))
+            })?;
+            let value =
+                reqwest::header::HeaderValue::from_str(&self.render(&v.0, s, f, parts, false))
+                    .map_err(|e| {
+                        DestinationError::new(ErrorClass::Permanent, format!("header {k}: {e}"))
+                    })?;
+            custom.insert(name, value);
+        }
+        Ok(req.headers(custom))
+    }
+
     fn send(
         &self,
         client: &reqwest::blocking::Client,
@@ -174,35 +221,7 @@ impl HttpDestination {
                 format!("{}-{}", s.batch_id, f.part),
             )
             .body(reqwest::blocking::Body::sized(file, f.bytes));
-        let mut custom = reqwest::header::HeaderMap::new();
-        for (k, v) in &self.cfg.headers {
-            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes()).map_err(|e| {
-                DestinationError::new(ErrorClass::Permanent, format!("header name {k:?}: {e}"))
-            })?;
-            let value =
-                reqwest::header::HeaderValue::from_str(&self.render(&v.0, s, f, parts, false))
-                    .map_err(|e| {
-                        DestinationError::new(ErrorClass::Permanent, format!("header {k}: {e}"))
-                    })?;
-            custom.insert(name, value);
-        }
-        req = match &self.cfg.auth {
-            None => req,
-            Some(HttpAuth::Bearer { token }) => req.bearer_auth(token.expose()),
-            Some(HttpAuth::Basic { username, password }) => {
-                req.basic_auth(&username.0, Some(password.expose()))
-            }
-            Some(HttpAuth::Hmac {
-                secret,
-                header,
-                prefix,
-            }) => {
-                let sig = self.hmac(secret.expose(), &f.path)?;
-                req.header(header.as_str(), format!("{prefix}{sig}"))
-            }
-        };
-        // Configured headers replace built-in ones of the same name.
-        req = req.headers(custom);
+        req = self.decorate(req, s, f, parts, Some(&f.path))?;
         let at = format!("{} → {}", f.name, url.split('?').next().unwrap_or(&url));
         let resp = req.send().map_err(|e| send_error(&at, e))?;
         let status = resp.status().as_u16();
@@ -438,32 +457,7 @@ impl Destination for HttpDestination {
         };
         let url = self.render(&self.cfg.url.0, &shipment, &probe, 1, true);
         let shown = url.split('?').next().unwrap_or(&url).to_string();
-        let mut req = client.head(&url);
-        req = match &self.cfg.auth {
-            None => req,
-            Some(HttpAuth::Bearer { token }) => req.bearer_auth(token.expose()),
-            Some(HttpAuth::Basic { username, password }) => {
-                req.basic_auth(&username.0, Some(password.expose()))
-            }
-            Some(HttpAuth::Hmac {
-                secret,
-                header,
-                prefix,
-            }) => {
-                let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.expose().as_bytes())
-                    .map_err(|e| {
-                        DestinationError::new(ErrorClass::Permanent, format!("hmac: {e}"))
-                    })?;
-                mac.update(b"");
-                req.header(
-                    header.as_str(),
-                    format!("{prefix}{}", hex::encode(mac.finalize().into_bytes())),
-                )
-            }
-        };
-        for (k, v) in &self.cfg.headers {
-            req = req.header(k.as_str(), self.render(&v.0, &shipment, &probe, 1, false));
-        }
+        let req = self.decorate(client.head(&url), &shipment, &probe, 1, None)?;
         let resp = req.send().map_err(|e| send_error(&shown, e))?;
         let status = resp.status().as_u16();
         let tls = if self.cfg.insecure_skip_tls_verify {
