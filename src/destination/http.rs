@@ -397,6 +397,7 @@ impl Destination for HttpDestination {
             .collect();
         if failed.is_empty() {
             return Ok(Receipt {
+                reply: None,
                 detail: format!(
                     "{}: {} of {parts} part(s) accepted ({} earlier)",
                     self.describe(),

@@ -75,6 +75,7 @@ impl Destination for LocalDestination {
             placed.push(dest.display().to_string());
         }
         Ok(Receipt {
+            reply: None,
             delivered: Vec::new(),
             detail: placed.join(", "),
         })

@@ -60,6 +60,22 @@ pub struct DestinationError {
     pub retry_after: Option<std::time::Duration>,
     /// Files (by `part`) that did go through in this attempt.
     pub delivered: Vec<u32>,
+    /// What the partner's server said, when it said something (HTTP reply,
+    /// FTP reply code). Partner-response handlers (Lua) read it.
+    pub reply: Option<Reply>,
+}
+
+/// A partner server's answer to an upload, as far as the protocol has one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Reply {
+    /// HTTP status or FTP reply code.
+    pub code: Option<u32>,
+    /// Reason phrase or reply text.
+    pub message: String,
+    /// Reply headers (HTTP), lower-case names.
+    pub headers: Vec<(String, String)>,
+    /// Reply body (bounded), when there is one.
+    pub body: Option<String>,
 }
 
 impl DestinationError {
@@ -69,6 +85,7 @@ impl DestinationError {
             message: message.into(),
             retry_after: None,
             delivered: Vec::new(),
+            reply: None,
         }
     }
 }
@@ -126,6 +143,8 @@ pub struct Receipt {
     pub detail: String,
     /// Parts delivered by this attempt (when the destination tracks them).
     pub delivered: Vec<u32>,
+    /// The partner's last answer, when the protocol has one.
+    pub reply: Option<Reply>,
 }
 
 /// A place files are delivered to. Calls block (run them off the async executor).

@@ -393,6 +393,7 @@ impl Destination for SftpDestination {
             placed.push(format!("{dest} ({} bytes)", f.bytes));
         }
         Ok(Receipt {
+            reply: None,
             delivered: Vec::new(),
             detail: format!("{}: {}", self.describe(), placed.join(", ")),
         })
