@@ -50,10 +50,11 @@ pub fn run(engine: &Engine, cmd: &BatchesCommand, json: bool) -> anyhow::Result<
             let events = engine.store.events(&b)?;
             let rejected = engine.store.rejections(&b)?;
             let delivered_parts = engine.store.delivered_parts(&b)?;
+            let components = engine.store.components(&b)?;
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({ "batch": b, "files": files, "attempts": attempts, "events": events, "rejected": rejected, "delivered_parts": delivered_parts })
+                    serde_json::json!({ "batch": b, "files": files, "attempts": attempts, "events": events, "rejected": rejected, "delivered_parts": delivered_parts, "components": components })
                 );
                 return Ok(ExitCode::SUCCESS);
             }
@@ -102,6 +103,12 @@ pub fn run(engine: &Engine, cmd: &BatchesCommand, json: bool) -> anyhow::Result<
                         out.join(", ")
                     }
                 );
+            }
+            if !components.is_empty() {
+                println!("  produced with:");
+                for c in &components {
+                    println!("    {:<7} {}  sha256 {}", c.kind, c.name, c.sha256);
+                }
             }
             if !rejected.is_empty() {
                 println!("  rejected records ({}):", rejected.len());

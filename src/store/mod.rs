@@ -102,6 +102,16 @@ impl fmt::Display for BatchState {
     }
 }
 
+/// A script or plugin that produced or delivered a batch.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Component {
+    /// `script`, `plugin`, ...
+    pub kind: String,
+    /// Script path or `plugin-name@version`.
+    pub name: String,
+    pub sha256: String,
+}
+
 /// A batch as stored.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Batch {
@@ -259,6 +269,10 @@ pub trait Store: Send + Sync + 'static {
     /// Forget accepted parts (an operator redelivers a delivered batch).
     fn clear_delivered_parts(&self, batch: &Batch) -> Result<()>;
     fn files(&self, batch: &Batch) -> Result<Vec<BatchFile>>;
+    /// Record the scripts/plugins (with their SHA-256) used for a batch.
+    /// Recording the same component twice is a no-op.
+    fn record_components(&self, batch: &Batch, components: &[Component]) -> Result<()>;
+    fn components(&self, batch: &Batch) -> Result<Vec<Component>>;
 
     /// Change state (checked against the state machine) and audit it.
     fn transition(

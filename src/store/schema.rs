@@ -103,6 +103,18 @@ CREATE TABLE suspensions (
     reason   TEXT NOT NULL
 );
 "#,
+    // 2: provenance — the hash of every script and plugin that produced or
+    // delivered a batch (Lua transforms, response handlers, WASM/native
+    // destination plugins).
+    r#"
+CREATE TABLE batch_components (
+    batch  INTEGER NOT NULL REFERENCES batches(rowid) ON DELETE CASCADE,
+    kind   TEXT    NOT NULL,               -- 'script' | 'plugin' | ...
+    name   TEXT    NOT NULL,               -- script path / plugin name@version
+    sha256 TEXT    NOT NULL,
+    PRIMARY KEY (batch, kind, name, sha256)
+);
+"#,
 ];
 
 /// Bring the database up to the newest schema.

@@ -420,6 +420,36 @@ impl Store for SqliteStore {
         })
     }
 
+    fn record_components(&self, batch: &Batch, components: &[Component]) -> Result<()> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            for comp in components {
+                tx.execute(
+                    "INSERT OR IGNORE INTO batch_components (batch, kind, name, sha256) VALUES (?1, ?2, ?3, ?4)",
+                    params![batch.rowid, comp.kind, comp.name, comp.sha256],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn components(&self, batch: &Batch) -> Result<Vec<Component>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT kind, name, sha256 FROM batch_components WHERE batch = ?1 ORDER BY kind, name",
+            )?;
+            let rows = stmt.query_map([batch.rowid], |r| {
+                Ok(Component {
+                    kind: r.get(0)?,
+                    name: r.get(1)?,
+                    sha256: r.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
     fn files(&self, batch: &Batch) -> Result<Vec<BatchFile>> {
         self.with(|c| {
             let mut stmt = c.prepare(
