@@ -164,6 +164,17 @@ pub fn load_str(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigEr
     for d in &mut deliveries {
         match &mut d.destination {
             DestinationConfig::Local(l) => resolve(&mut l.dir),
+            DestinationConfig::Ftp(f) => {
+                if let Some(k) = f.ca_file.as_mut() {
+                    resolve(k)
+                }
+            }
+            DestinationConfig::Gcs(g) => {
+                if let Some(k) = g.credentials_file.as_mut() {
+                    resolve(k)
+                }
+            }
+            DestinationConfig::S3(_) | DestinationConfig::Azure(_) => {}
             DestinationConfig::Http(h) => {
                 if let Some(k) = h.ca_file.as_mut() {
                     resolve(k)
@@ -591,21 +602,12 @@ impl<'r> Cx<'r> {
                     .map(|(k, v)| (format!("headers.{k}"), v.0.clone())),
             );
             for (key, t) in templates {
-                let mut rest = t.as_str();
-                while let Some(i) = rest.find('{') {
-                    let end = rest[i..].find('}').map_or(rest.len(), |e| i + e + 1);
-                    if !known.contains(&&rest[i..end]) {
-                        self.push(
-                            &format!("{label}.destination.{key}"),
-                            at.clone(),
-                            format!(
-                                "unknown placeholder {}; known: {}",
-                                &rest[i..end],
-                                known.join(" ")
-                            ),
-                        );
-                    }
-                    rest = &rest[end..];
+                for p in super::unknown_placeholders(&t, &known) {
+                    self.push(
+                        &format!("{label}.destination.{key}"),
+                        at.clone(),
+                        format!("unknown placeholder {p}; known: {}", known.join(" ")),
+                    );
                 }
             }
             for (k, v) in &h.headers {
@@ -669,6 +671,12 @@ impl<'r> Cx<'r> {
                     at,
                     "set both success_json_path and success_json_value, or neither".into(),
                 );
+            }
+        }
+        if let Some(d) = &destination {
+            let at = span_of(&["destination"]);
+            for (key, message) in d.problems(self.base) {
+                self.push(&format!("{label}.destination.{key}"), at.clone(), message);
             }
         }
         if let Some(DestinationConfig::Sftp(s)) = &destination {

@@ -2,11 +2,13 @@
 //! any number of `[[delivery]]` blocks. Every table refuses unknown keys;
 //! [`load`] reports every error at once with its key path and line.
 
+mod destination;
 mod layout;
 mod load;
 mod secret;
 mod units;
 
+pub use destination::*;
 pub use layout::*;
 pub use load::{load, load_str, ConfigError, ConfigErrors};
 pub use secret::{expand, Expanded, Secret};
@@ -196,164 +198,6 @@ pub enum EmptyPolicy {
     Skip,
     /// Deliver a file with only the header row.
     Deliver,
-}
-
-/// `[delivery.destination]`: where files go.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum DestinationConfig {
-    Local(LocalConfig),
-    Sftp(SftpConfig),
-    Http(HttpConfig),
-}
-
-impl DestinationConfig {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            DestinationConfig::Local(_) => "local",
-            DestinationConfig::Sftp(_) => "sftp",
-            DestinationConfig::Http(_) => "http",
-        }
-    }
-}
-
-/// `type = "local"`: a directory on this machine (the embedded default outbox).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LocalConfig {
-    pub dir: PathBuf,
-    /// Create the directory if it does not exist.
-    #[serde(default = "layout::default_true")]
-    pub create_dirs: bool,
-}
-
-/// `type = "sftp"`: an SSH file server.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SftpConfig {
-    pub host: Expanded,
-    #[serde(default = "default_ssh_port")]
-    pub port: u16,
-    pub username: Expanded,
-    pub password: Option<Secret>,
-    /// Path of an OpenSSH private key.
-    pub private_key: Option<PathBuf>,
-    pub passphrase: Option<Secret>,
-    /// known_hosts file; default `~/.ssh/known_hosts`.
-    pub known_hosts: Option<PathBuf>,
-    /// Accept any host key. Only for one destination you have checked by other means.
-    #[serde(default)]
-    pub insecure_accept_any_host_key: bool,
-    /// Remote directory the files are placed in.
-    #[serde(default = "default_remote_dir")]
-    pub remote_dir: String,
-    #[serde(default = "layout::default_true")]
-    pub create_dirs: bool,
-    /// Suffix of the temporary name used during upload.
-    #[serde(default = "default_temp_suffix")]
-    pub temp_suffix: String,
-    #[serde(default = "default_connect_timeout")]
-    pub connect_timeout: HumanDuration,
-    #[serde(default = "default_io_timeout")]
-    pub io_timeout: HumanDuration,
-}
-
-fn default_ssh_port() -> u16 {
-    22
-}
-fn default_remote_dir() -> String {
-    ".".to_string()
-}
-fn default_temp_suffix() -> String {
-    ".part".to_string()
-}
-fn default_connect_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(30))
-}
-fn default_io_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(120))
-}
-
-/// `type = "http"`: one request per data file (chunk: use `file.split_records`
-/// with format `json` or `ndjson` for N records per request).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpConfig {
-    /// URL; may use `{batch_id} {delivery} {part} {parts} {record_count} {name}`.
-    pub url: Expanded,
-    /// `POST` (default) or `PUT`.
-    #[serde(default = "default_method")]
-    pub method: String,
-    pub auth: Option<HttpAuth>,
-    /// Extra headers; values may use the URL placeholders.
-    #[serde(default)]
-    pub headers: indexmap::IndexMap<String, Expanded>,
-    /// Content type of the body (default from the file: JSON, NDJSON, CSV, XML, gzip).
-    pub content_type: Option<String>,
-    /// Requests in flight at once.
-    #[serde(default = "default_parallel")]
-    pub parallel: usize,
-    /// Statuses that mean success.
-    #[serde(default = "default_success")]
-    pub success_status: Vec<u16>,
-    /// Also require this dotted path in the JSON reply…
-    pub success_json_path: Option<String>,
-    /// …to have this value (compared as text: `"success"`, `true`, `1`).
-    pub success_json_value: Option<String>,
-    /// Header carrying a stable key per file, the same on every retry.
-    #[serde(default = "default_idempotency")]
-    pub idempotency_header: String,
-    #[serde(default = "default_http_timeout")]
-    pub timeout: HumanDuration,
-    /// Extra CA certificate (PEM) to trust.
-    pub ca_file: Option<PathBuf>,
-    /// Accept any TLS certificate. Only for one destination you have checked by other means.
-    #[serde(default)]
-    pub insecure_skip_tls_verify: bool,
-}
-
-/// `auth = { type = "bearer", token = "…" }`, `{ type = "basic", username, password }`
-/// or `{ type = "hmac", secret, header = "X-Signature-256", prefix = "sha256=" }`
-/// (HMAC-SHA256 of the body, hex).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum HttpAuth {
-    Bearer {
-        token: Secret,
-    },
-    Basic {
-        username: Expanded,
-        password: Secret,
-    },
-    Hmac {
-        secret: Secret,
-        #[serde(default = "default_hmac_header")]
-        header: String,
-        #[serde(default = "default_hmac_prefix")]
-        prefix: String,
-    },
-}
-
-fn default_method() -> String {
-    "POST".into()
-}
-fn default_parallel() -> usize {
-    4
-}
-fn default_success() -> Vec<u16> {
-    vec![200, 201, 202, 204]
-}
-fn default_idempotency() -> String {
-    "Idempotency-Key".into()
-}
-fn default_http_timeout() -> HumanDuration {
-    HumanDuration(Duration::from_secs(60))
-}
-fn default_hmac_header() -> String {
-    "X-Signature-256".into()
-}
-fn default_hmac_prefix() -> String {
-    "sha256=".into()
 }
 
 /// `[delivery.retry]`: what happens after a failed attempt that may succeed later.

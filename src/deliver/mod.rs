@@ -294,6 +294,8 @@ pub fn attempt(
             batch_id: batch.id.clone(),
             delivery: delivery.name.clone(),
             record_count: batch.record_count,
+            cut_at: batch.created_at,
+            zone: delivery.zone(),
             files,
             already,
             accepted: Some(&accepted),

@@ -452,6 +452,8 @@ impl Destination for HttpDestination {
             batch_id: "check".into(),
             delivery: "check".into(),
             record_count: 0,
+            cut_at: chrono::Utc::now(),
+            zone: chrono_tz::UTC,
             files: Vec::new(),
             already: Vec::new(),
             accepted: None,

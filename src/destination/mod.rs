@@ -2,14 +2,17 @@
 //! its failures into [`ErrorClass`]; what happens next (retry, suspend,
 //! manual queue) is decided by the shared delivery worker, never here.
 
+mod ftp;
 mod http;
 mod local;
 mod sftp;
+mod tls;
 
 use crate::config::DestinationConfig;
 use std::fmt;
 use std::path::PathBuf;
 
+pub use ftp::FtpDestination;
 pub use http::HttpDestination;
 pub use local::LocalDestination;
 pub use sftp::SftpDestination;
@@ -118,6 +121,11 @@ pub struct Shipment<'a> {
     pub batch_id: String,
     pub delivery: String,
     pub record_count: u64,
+    /// When the batch was cut, and the delivery's zone: object-key prefixes
+    /// (`{year}/{month}/{day}`) are rendered from these, so every attempt
+    /// uses the same keys.
+    pub cut_at: chrono::DateTime<chrono::Utc>,
+    pub zone: chrono_tz::Tz,
     pub files: Vec<OutgoingFile>,
     /// Parts delivered by earlier attempts: destinations that deliver file
     /// by file (HTTP chunks) skip them.
@@ -163,7 +171,60 @@ pub fn build(cfg: &DestinationConfig) -> Box<dyn Destination> {
         DestinationConfig::Local(c) => Box::new(LocalDestination::new(c.clone())),
         DestinationConfig::Sftp(c) => Box::new(SftpDestination::new(c.clone())),
         DestinationConfig::Http(c) => Box::new(HttpDestination::new(c.clone())),
+        DestinationConfig::Ftp(c) => Box::new(FtpDestination::new(c.clone())),
+        DestinationConfig::S3(_) | DestinationConfig::Gcs(_) | DestinationConfig::Azure(_) => {
+            todo!()
+        }
     }
+}
+
+/// `dir/name` on a remote file system (`.` = the login directory).
+pub(crate) fn remote_path(dir: &str, name: &str) -> String {
+    let dir = dir.trim_end_matches('/');
+    if dir.is_empty() {
+        format!("/{name}")
+    } else if dir == "." {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// Every directory from the top down to `dir`: `/a/b` → `/a`, `/a/b`.
+pub(crate) fn dir_prefixes(dir: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut prefix = String::new();
+    if dir.starts_with('/') {
+        prefix.push('/');
+    }
+    for part in dir.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        if !prefix.is_empty() && !prefix.ends_with('/') {
+            prefix.push('/');
+        }
+        prefix.push_str(part);
+        out.push(prefix.clone());
+    }
+    out
+}
+
+/// Open a spool file for upload.
+pub(crate) fn open_spool(file: &OutgoingFile) -> Result<std::fs::File, DestinationError> {
+    std::fs::File::open(&file.path).map_err(|e| {
+        DestinationError::new(
+            io_class(&e),
+            format!("cannot read spool file {}: {e}", file.path.display()),
+        )
+    })
+}
+
+/// Run a future to completion on a runtime of its own (destinations are
+/// called on blocking threads; the object-store clients are async).
+pub(crate) fn block_on<F: std::future::Future>(fut: F) -> Result<F::Output, DestinationError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| DestinationError::new(ErrorClass::Transient, format!("runtime: {e}")))?;
+    Ok(rt.block_on(fut))
 }
 
 /// Classify a local I/O error.

@@ -258,14 +258,7 @@ impl SftpDestination {
     }
 
     fn remote_path(&self, name: &str) -> String {
-        let dir = self.cfg.remote_dir.trim_end_matches('/');
-        if dir.is_empty() {
-            format!("/{name}")
-        } else if dir == "." {
-            name.to_string()
-        } else {
-            format!("{dir}/{name}")
-        }
+        remote_path(&self.cfg.remote_dir, name)
     }
 
     fn mkdir_p(&self, sftp: &Sftp, dir: &str) -> Result<(), DestinationError> {
@@ -275,18 +268,7 @@ impl SftpDestination {
         if sftp.stat(Path::new(dir)).is_ok() {
             return Ok(());
         }
-        let mut prefix = String::new();
-        for part in dir.split('/') {
-            if part.is_empty() {
-                if prefix.is_empty() {
-                    prefix.push('/');
-                }
-                continue;
-            }
-            if !prefix.is_empty() && !prefix.ends_with('/') {
-                prefix.push('/');
-            }
-            prefix.push_str(part);
+        for prefix in dir_prefixes(dir) {
             let p = Path::new(&prefix);
             if sftp.stat(p).is_ok() {
                 continue;
@@ -312,12 +294,7 @@ impl SftpDestination {
             }
         }
         let tmp = format!("{dest}{}", self.cfg.temp_suffix);
-        let mut local = std::fs::File::open(&file.path).map_err(|e| {
-            DestinationError::new(
-                io_class(&e),
-                format!("cannot read spool file {}: {e}", file.path.display()),
-            )
-        })?;
+        let mut local = open_spool(file)?;
         let mut remote = sftp
             .open_mode(
                 Path::new(&tmp),

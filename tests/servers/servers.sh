@@ -15,7 +15,8 @@
 #   servers.sh list                 print the selected servers ($SERVERS, with "all" expanded)
 #   servers.sh clean                stop + delete $RUN_DIR (keys are regenerated on next start)
 #
-# Servers: sftp (OpenSSH sshd, the default), and opt-in: ftp (vsftpd), webhook (stdlib python),
+# Servers: sftp (OpenSSH sshd, the default), and opt-in: ftp (vsftpd, FTPS with require_ssl_reuse=YES),
+#          ftpnat (vsftpd whose PASV replies name 10.254.254.254), webhook (stdlib python),
 #          s3 (moto), gcs (fake-gcs-server), azure (azurite). Select with SERVERS="sftp webhook" or SERVERS=all.
 # Env knobs: SERVERS (default "sftp"), RUN_DIR (default /tmp/consign-test-servers; per-run state, keys,
 #            logs, pids), TOOLS_DIR (default /var/cache/consign-test-servers; venv + node_modules),
@@ -29,7 +30,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 RUN_DIR=${RUN_DIR:-${CONSIGN_TEST_RUN_DIR:-/tmp/consign-test-servers}}
 TOOLS_DIR=${TOOLS_DIR:-/var/cache/consign-test-servers}
 BIND=127.0.0.1
-ALL_SERVERS="sftp ftp webhook s3 gcs azure"
+ALL_SERVERS="sftp ftp ftpnat webhook s3 gcs azure"
 SERVERS=${SERVERS:-sftp}
 [ "$SERVERS" = all ] && SERVERS=$ALL_SERVERS
 
@@ -158,15 +159,31 @@ ftp_start() {
   if [ "$1" = 1 ] && [ -d "$RUN_DIR/ftp/home" ]; then find "$RUN_DIR/ftp/home" -mindepth 1 -delete; fi
   bash "$HERE/gen-cert.sh" "$RUN_DIR/tls"
   FTP_DIR="$RUN_DIR/ftp" FTP_PORT=$p PASV_MIN=${PASV_MIN:-30000} PASV_MAX=${PASV_MAX:-30049} \
-    FTP_PASSWORD=$FTP_PASSWORD_VALUE TLS_DIR="$RUN_DIR/tls" REQUIRE_SSL_REUSE=${REQUIRE_SSL_REUSE:-NO} \
+    FTP_PASSWORD=$FTP_PASSWORD_VALUE TLS_DIR="$RUN_DIR/tls" REQUIRE_SSL_REUSE=${REQUIRE_SSL_REUSE:-YES} \
     spawn ftp bash "$HERE/ftp/start-vsftpd.sh"
 }
 ftp_ready() { wait_tcp ftp "$(saved_port ftp)" 20 && record_mntns ftp; }
 ftp_env() {
   envline FTP_HOST "$BIND"; envline FTP_PORT "$(saved_port ftp)"; envline FTP_USER ftptest
   envline FTP_PASSWORD "$FTP_PASSWORD_VALUE"; envline FTP_LOCAL_DIR "$RUN_DIR/ftp/home"
-  envline TEST_CA_CERT "$RUN_DIR/tls/cert.pem"
+  envline TEST_CA_CERT "$RUN_DIR/tls/ca.pem"
 }
+
+# ---- ftpnat: a second vsftpd whose PASV replies name a private address it is not reachable at ---
+# (a server behind NAT: clients must connect to the control connection's address instead)
+ftpnat_installed() { ftp_installed; }
+ftpnat_apt() { ftp_apt; }
+ftpnat_portvar() { echo FTPNAT_PORT 2122; }
+ftpnat_start() {
+  local p; p=$(saved_port ftpnat)
+  if [ "$1" = 1 ] && [ -d "$RUN_DIR/ftpnat/home" ]; then find "$RUN_DIR/ftpnat/home" -mindepth 1 -delete; fi
+  bash "$HERE/gen-cert.sh" "$RUN_DIR/tls"
+  FTP_DIR="$RUN_DIR/ftpnat" FTP_PORT=$p PASV_MIN=30050 PASV_MAX=30069 PASV_ADDRESS=10.254.254.254 \
+    FTP_PASSWORD=$FTP_PASSWORD_VALUE TLS_DIR="$RUN_DIR/tls" REQUIRE_SSL_REUSE=YES \
+    spawn ftpnat bash "$HERE/ftp/start-vsftpd.sh"
+}
+ftpnat_ready() { wait_tcp ftpnat "$(saved_port ftpnat)" 20 && record_mntns ftpnat; }
+ftpnat_env() { envline FTPNAT_PORT "$(saved_port ftpnat)"; envline FTPNAT_LOCAL_DIR "$RUN_DIR/ftpnat/home"; }
 
 # ---- webhook: stdlib python receiver (opt-in) -----------------------------------------------------
 webhook_installed() { command -v python3 >/dev/null; }
