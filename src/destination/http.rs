@@ -22,7 +22,7 @@ pub struct HttpDestination {
 /// which a response handler should turn into a delay).
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
-fn content_type(name: &str) -> &'static str {
+pub(crate) fn content_type(name: &str) -> &'static str {
     let n = name.to_ascii_lowercase();
     if n.ends_with(".pgp") || n.ends_with(".gpg") || n.ends_with(".asc") {
         "application/pgp-encrypted"

@@ -2,9 +2,12 @@
 //! its failures into [`ErrorClass`]; what happens next (retry, suspend,
 //! manual queue) is decided by the shared delivery worker, never here.
 
+mod azure;
 mod ftp;
 mod http;
 mod local;
+mod objects;
+mod s3;
 mod sftp;
 mod tls;
 
@@ -12,9 +15,11 @@ use crate::config::DestinationConfig;
 use std::fmt;
 use std::path::PathBuf;
 
+pub use azure::AzureDestination;
 pub use ftp::FtpDestination;
 pub use http::HttpDestination;
 pub use local::LocalDestination;
+pub use s3::S3Destination;
 pub use sftp::SftpDestination;
 
 /// Failure classes shared by every destination.

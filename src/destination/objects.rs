@@ -1,0 +1,331 @@
+//! What the object-store destinations share: keys from the prefix pattern,
+//! metadata templates, content types, uploads through `object_store`
+//! (one PUT, or multipart from `multipart_threshold` up), the integrity
+//! check after each upload, and error classes.
+//!
+//! `object_store` retries nothing here (`max_retries = 0`): the delivery
+//! worker's retry policy is the only retry loop.
+
+use super::*;
+use crate::assemble::naming::NameContext;
+use crate::config::ObjectOptions;
+use md5::{Digest, Md5};
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    Attribute, AttributeValue, Attributes, ObjectStore, ObjectStoreExt, PutMultipartOptions,
+    PutOptions, PutPayload, RetryConfig,
+};
+use std::io::Read;
+use std::sync::Arc;
+
+/// Transfer settings of one object-store destination.
+pub struct Transfer {
+    pub multipart_threshold: u64,
+    pub part_size: u64,
+    /// S3 storage class / Azure access tier.
+    pub storage_class: Option<String>,
+    /// Whether a single PUT's ETag is the MD5 of the object (not with
+    /// SSE-KMS, not on Azure).
+    pub etag_is_md5: bool,
+}
+
+/// No retries inside object_store: our delivery worker owns retrying.
+pub fn no_retries() -> RetryConfig {
+    RetryConfig {
+        max_retries: 0,
+        ..RetryConfig::default()
+    }
+}
+
+/// The object key of a file: `prefix/name`, the prefix rendered from the
+/// batch's cut time so every attempt uses the same key.
+pub fn key(opts: &ObjectOptions<'_>, s: &Shipment, f: &OutgoingFile) -> String {
+    match opts.prefix {
+        Some(p) => {
+            let parts = s.files.iter().filter(|f| f.kind == "data").count() as u32;
+            let prefix = p.render(&NameContext {
+                delivery: &s.delivery,
+                batch_id: &s.batch_id,
+                at: s.cut_at,
+                zone: s.zone,
+                part: f.part,
+                parts,
+                record_count: s.record_count,
+            });
+            format!("{}/{}", prefix.trim_end_matches('/'), f.name)
+        }
+        None => f.name.clone(),
+    }
+}
+
+/// Metadata values with their placeholders filled in.
+pub fn metadata(opts: &ObjectOptions<'_>, s: &Shipment, f: &OutgoingFile) -> Vec<(String, String)> {
+    let parts = s.files.iter().filter(|f| f.kind == "data").count();
+    opts.metadata
+        .iter()
+        .map(|(k, v)| {
+            let v = v
+                .replace("{batch_id}", &s.batch_id)
+                .replace("{delivery}", &s.delivery)
+                .replace("{record_count}", &s.record_count.to_string())
+                .replace("{records}", &f.records.to_string())
+                .replace("{name}", &f.name)
+                .replace("{parts}", &parts.to_string())
+                .replace("{part}", &f.part.to_string())
+                .replace("{sha256}", &f.sha256);
+            (k.clone(), v)
+        })
+        .collect()
+}
+
+/// Content type of an uploaded file: the configured one, else from its name.
+/// A `.gz` file is `application/gzip`; `Content-Encoding` is never set, so
+/// clients download the gzip file as it is.
+pub fn content_type(opts: &ObjectOptions<'_>, name: &str) -> String {
+    opts.content_type
+        .map(str::to_string)
+        .unwrap_or_else(|| super::http::content_type(name).to_string())
+}
+
+fn parse_path(key: &str) -> Result<ObjectPath, DestinationError> {
+    ObjectPath::parse(key).map_err(|e| {
+        DestinationError::new(
+            ErrorClass::Permanent,
+            format!("{key:?} is not a valid object key: {e}"),
+        )
+    })
+}
+
+/// Upload one file and check what the store holds afterwards: its size,
+/// and the ETag where it is a checksum (MD5 for one PUT, MD5 of the part
+/// MD5s plus `-N` for multipart).
+pub async fn upload(
+    store: &Arc<dyn ObjectStore>,
+    transfer: &Transfer,
+    opts: &ObjectOptions<'_>,
+    s: &Shipment<'_>,
+    f: &OutgoingFile,
+) -> Result<String, DestinationError> {
+    let key = key(opts, s, f);
+    let path = parse_path(&key)?;
+    let mut attributes = Attributes::new();
+    attributes.insert(
+        Attribute::ContentType,
+        AttributeValue::from(content_type(opts, &f.name)),
+    );
+    if let Some(class) = &transfer.storage_class {
+        attributes.insert(Attribute::StorageClass, AttributeValue::from(class.clone()));
+    }
+    for (k, v) in metadata(opts, s, f) {
+        attributes.insert(Attribute::Metadata(k.into()), AttributeValue::from(v));
+    }
+    let mut spool = open_spool(f)?;
+    let read_err = |e: std::io::Error| {
+        DestinationError::new(io_class(&e), format!("reading {}: {e}", f.path.display()))
+    };
+    let expected_etag;
+    if f.bytes < transfer.multipart_threshold {
+        let mut buf = Vec::with_capacity(f.bytes as usize);
+        spool.read_to_end(&mut buf).map_err(read_err)?;
+        expected_etag = hex::encode(Md5::digest(&buf));
+        let put = PutOptions {
+            attributes,
+            ..PutOptions::default()
+        };
+        let r = store
+            .put_opts(&path, PutPayload::from(buf), put)
+            .await
+            .map_err(|e| classify(&e, &format!("PUT {key}")))?;
+        check_etag(transfer, &key, r.e_tag.as_deref(), &expected_etag)?;
+    } else {
+        let put = PutMultipartOptions {
+            attributes,
+            ..PutMultipartOptions::default()
+        };
+        let mut up = store
+            .put_multipart_opts(&path, put)
+            .await
+            .map_err(|e| classify(&e, &format!("starting multipart upload of {key}")))?;
+        let mut part_md5s = Vec::new();
+        let mut parts = 0usize;
+        let result: Result<Option<String>, DestinationError> = async {
+            loop {
+                let mut buf = Vec::with_capacity(transfer.part_size as usize);
+                (&mut spool)
+                    .take(transfer.part_size)
+                    .read_to_end(&mut buf)
+                    .map_err(read_err)?;
+                if buf.is_empty() {
+                    break;
+                }
+                part_md5s.extend_from_slice(&Md5::digest(&buf));
+                parts += 1;
+                up.put_part(PutPayload::from(buf))
+                    .await
+                    .map_err(|e| classify(&e, &format!("part {parts} of {key}")))?;
+            }
+            let r = up
+                .complete()
+                .await
+                .map_err(|e| classify(&e, &format!("completing {key}")))?;
+            Ok(r.e_tag)
+        }
+        .await;
+        match result {
+            Ok(etag) => {
+                expected_etag = format!("{}-{parts}", hex::encode(Md5::digest(&part_md5s)));
+                check_etag(transfer, &key, etag.as_deref(), &expected_etag)?;
+            }
+            Err(e) => {
+                let _ = up.abort().await;
+                return Err(e);
+            }
+        }
+    }
+    let meta = store
+        .head(&path)
+        .await
+        .map_err(|e| classify(&e, &format!("HEAD {key}")))?;
+    if meta.size != f.bytes {
+        return Err(DestinationError::new(
+            ErrorClass::Transient,
+            format!("{key} holds {} bytes, expected {}", meta.size, f.bytes),
+        ));
+    }
+    Ok(key)
+}
+
+fn check_etag(
+    transfer: &Transfer,
+    key: &str,
+    got: Option<&str>,
+    expected: &str,
+) -> Result<(), DestinationError> {
+    if !transfer.etag_is_md5 {
+        return Ok(());
+    }
+    match got.map(|e| e.trim_matches('"')) {
+        Some(e) if e.eq_ignore_ascii_case(expected) => Ok(()),
+        Some(e) => Err(DestinationError::new(
+            ErrorClass::Transient,
+            format!("{key}: the store's checksum (ETag {e}) does not match ours ({expected}): the upload was damaged"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Write, read back and delete a small probe object.
+pub async fn probe(store: &Arc<dyn ObjectStore>, key: &str) -> Result<(), DestinationError> {
+    let path = parse_path(key)?;
+    store
+        .put(&path, PutPayload::from_static(b"consign check"))
+        .await
+        .map_err(|e| classify(&e, &format!("cannot write {key}")))?;
+    let back = store
+        .get(&path)
+        .await
+        .map_err(|e| classify(&e, &format!("cannot read back {key}")))?
+        .bytes()
+        .await
+        .map_err(|e| classify(&e, &format!("cannot read back {key}")))?;
+    let _ = store.delete(&path).await;
+    if back.as_ref() != b"consign check" {
+        return Err(DestinationError::new(
+            ErrorClass::Permanent,
+            format!("{key} read back differs from what was written"),
+        ));
+    }
+    Ok(())
+}
+
+/// Drop the query of any URL in a message (an Azure SAS token travels there).
+fn without_queries(message: &str) -> String {
+    message
+        .split(' ')
+        .map(|w| match (w.contains("://"), w.find('?')) {
+            (true, Some(i)) => &w[..i],
+            _ => w,
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The HTTP status inside an object_store error message, if any.
+fn status_in(message: &str) -> Option<u16> {
+    let i = message.find("status code: ")?;
+    message[i + 13..].get(..3)?.parse().ok()
+}
+
+/// Classify an object_store error.
+pub fn classify(e: &object_store::Error, what: &str) -> DestinationError {
+    use object_store::Error as E;
+    let mut chain = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        let t = s.to_string();
+        if !chain.contains(&t) {
+            chain.push_str(": ");
+            chain.push_str(&t);
+        }
+        src = s.source();
+    }
+    let chain = without_queries(&chain);
+    let lower = chain.to_ascii_lowercase();
+    let auth_words = [
+        "signaturedoesnotmatch",
+        "invalidaccesskeyid",
+        "expiredtoken",
+        "authenticationfailed",
+        "authorizationfailure",
+        "invalidtoken",
+    ];
+    let class = match e {
+        E::Unauthenticated { .. } => ErrorClass::Auth,
+        E::PermissionDenied { .. } if auth_words.iter().any(|w| lower.contains(w)) => {
+            ErrorClass::Auth
+        }
+        E::PermissionDenied { .. } => ErrorClass::Permission,
+        E::NotFound { .. } => ErrorClass::NotFound,
+        E::InvalidPath { .. } | E::NotSupported { .. } | E::NotImplemented { .. } => {
+            ErrorClass::Permanent
+        }
+        _ if auth_words.iter().any(|w| lower.contains(w)) => ErrorClass::Auth,
+        _ if tls::is_certificate_error(&lower) => ErrorClass::HostKey,
+        _ => match status_in(&lower) {
+            Some(401) => ErrorClass::Auth,
+            Some(403) => ErrorClass::Permission,
+            Some(404) => ErrorClass::NotFound,
+            Some(408 | 429) => ErrorClass::Transient,
+            Some(s) if s >= 500 => ErrorClass::Transient,
+            Some(_) => ErrorClass::Permanent,
+            None if lower.contains("timed out") || lower.contains("timeout") => {
+                ErrorClass::Timeout
+            }
+            None if lower.contains("connect") || lower.contains("dns") => ErrorClass::Connect,
+            None => ErrorClass::Transient,
+        },
+    };
+    DestinationError::new(class, format!("{what}: {chain}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_are_dropped_from_messages() {
+        assert_eq!(
+            without_queries("GET http://h/c/b?sv=1&sig=SECRET failed"),
+            "GET http://h/c/b failed"
+        );
+    }
+
+    #[test]
+    fn status_is_found() {
+        assert_eq!(
+            status_in("server returned non-2xx status code: 503 service unavailable: x"),
+            Some(503)
+        );
+        assert_eq!(status_in("no status"), None);
+    }
+}
