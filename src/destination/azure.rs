@@ -48,7 +48,9 @@ impl AzureDestination {
                     .collect();
             b = b.with_sas_authorization(pairs);
         }
-        let store = b.build().map_err(|e| objects::classify(&e, "Azure client"))?;
+        let store = b
+            .build()
+            .map_err(|e| objects::classify(&e, "Azure client"))?;
         Ok(Arc::new(store))
     }
 
@@ -70,7 +72,10 @@ impl Destination for AzureDestination {
             .as_ref()
             .map(|e| format!(" at {}", e.0))
             .unwrap_or_default();
-        format!("azure://{}/{}{at}", self.cfg.account.0, self.cfg.container.0)
+        format!(
+            "azure://{}/{}{at}",
+            self.cfg.account.0, self.cfg.container.0
+        )
     }
 
     fn deliver(&self, shipment: &Shipment) -> Result<Receipt, DestinationError> {

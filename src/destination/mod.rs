@@ -177,9 +177,9 @@ pub fn build(cfg: &DestinationConfig) -> Box<dyn Destination> {
         DestinationConfig::Sftp(c) => Box::new(SftpDestination::new(c.clone())),
         DestinationConfig::Http(c) => Box::new(HttpDestination::new(c.clone())),
         DestinationConfig::Ftp(c) => Box::new(FtpDestination::new(c.clone())),
-        DestinationConfig::S3(_) | DestinationConfig::Gcs(_) | DestinationConfig::Azure(_) => {
-            todo!()
-        }
+        DestinationConfig::S3(c) => Box::new(S3Destination::new(c.clone())),
+        DestinationConfig::Azure(c) => Box::new(AzureDestination::new(c.clone())),
+        DestinationConfig::Gcs(_) => todo!(),
     }
 }
 

@@ -298,9 +298,7 @@ pub fn classify(e: &object_store::Error, what: &str) -> DestinationError {
             Some(408 | 429) => ErrorClass::Transient,
             Some(s) if s >= 500 => ErrorClass::Transient,
             Some(_) => ErrorClass::Permanent,
-            None if lower.contains("timed out") || lower.contains("timeout") => {
-                ErrorClass::Timeout
-            }
+            None if lower.contains("timed out") || lower.contains("timeout") => ErrorClass::Timeout,
             None if lower.contains("connect") || lower.contains("dns") => ErrorClass::Connect,
             None => ErrorClass::Transient,
         },

@@ -217,6 +217,7 @@ s3_ready() { wait_tcp s3 "$(saved_port s3)" 30; }
 s3_env() {
   envline S3_ENDPOINT "http://$BIND:$(saved_port s3)"; envline AWS_ACCESS_KEY_ID test
   envline AWS_SECRET_ACCESS_KEY test; envline AWS_REGION us-east-1
+  envline S3_PYTHON "$TOOLS_DIR/venv/bin/python"   # has boto3 (a moto dependency): tests read objects back with it
 }
 
 # ---- gcs: fake-gcs-server (opt-in; JSON API works, XML API uploads do not) ------------------------
