@@ -44,7 +44,7 @@ pub(crate) fn content_type(name: &str) -> &'static str {
 }
 
 /// `Retry-After`: delta seconds or an HTTP date.
-fn retry_after(v: &str) -> Option<Duration> {
+pub(crate) fn retry_after(v: &str) -> Option<Duration> {
     let v = v.trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER));
@@ -73,7 +73,7 @@ fn json_at(body: &[u8], path: &str) -> Option<String> {
     })
 }
 
-fn snippet(body: &[u8]) -> String {
+pub(crate) fn snippet(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(300)]);
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
@@ -291,7 +291,7 @@ impl HttpDestination {
 
 /// Classify a failed request. An untrusted or mismatched TLS certificate is
 /// treated like a changed SSH host key: the delivery is suspended.
-fn send_error(at: &str, e: reqwest::Error) -> DestinationError {
+pub(crate) fn send_error(at: &str, e: reqwest::Error) -> DestinationError {
     let (timeout, connect) = (e.is_timeout(), e.is_connect());
     // Without the URL: its query may carry a key. `at` names the file and path.
     let e = e.without_url();
@@ -320,7 +320,7 @@ fn send_error(at: &str, e: reqwest::Error) -> DestinationError {
 }
 
 /// Percent-encode a value placed into a URL (RFC 3986 unreserved kept).
-fn encode(v: &str) -> String {
+pub(crate) fn encode(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
     for b in v.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {

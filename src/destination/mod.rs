@@ -4,6 +4,7 @@
 
 mod azure;
 mod ftp;
+mod gcs;
 mod http;
 mod local;
 mod objects;
@@ -17,6 +18,7 @@ use std::path::PathBuf;
 
 pub use azure::AzureDestination;
 pub use ftp::FtpDestination;
+pub use gcs::GcsDestination;
 pub use http::HttpDestination;
 pub use local::LocalDestination;
 pub use s3::S3Destination;
@@ -179,7 +181,7 @@ pub fn build(cfg: &DestinationConfig) -> Box<dyn Destination> {
         DestinationConfig::Ftp(c) => Box::new(FtpDestination::new(c.clone())),
         DestinationConfig::S3(c) => Box::new(S3Destination::new(c.clone())),
         DestinationConfig::Azure(c) => Box::new(AzureDestination::new(c.clone())),
-        DestinationConfig::Gcs(_) => todo!(),
+        DestinationConfig::Gcs(c) => Box::new(GcsDestination::new(c.clone())),
     }
 }
 
