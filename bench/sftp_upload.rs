@@ -36,6 +36,8 @@ fn main() {
         batch_id: "bench".into(),
         delivery: "bench".into(),
         record_count: 0,
+        cut_at: chrono::Utc::now(),
+        zone: chrono_tz::UTC,
         already: Vec::new(),
         accepted: None,
         files: vec![OutgoingFile {

@@ -29,14 +29,14 @@ pub struct FtpDestination {
 /// Reply codes that mean "this server does not know the command".
 const NOT_IMPLEMENTED: [u32; 4] = [500, 501, 502, 504];
 
-fn reply_of(e: &FtpError) -> Option<Reply> {
+fn reply_of(e: &FtpError) -> Option<Box<Reply>> {
     match e {
-        FtpError::UnexpectedResponse(r) => Some(Reply {
+        FtpError::UnexpectedResponse(r) => Some(Box::new(Reply {
             code: Some(r.status.code()),
             message: String::from_utf8_lossy(&r.body).trim().to_string(),
             headers: Vec::new(),
             body: None,
-        }),
+        })),
         _ => None,
     }
 }

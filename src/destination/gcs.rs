@@ -48,12 +48,12 @@ fn status_error(what: &str, resp: Response) -> DestinationError {
     };
     let mut e = DestinationError::new(class, format!("{what}: HTTP {status} {reason}: {body}"));
     e.retry_after = wait;
-    e.reply = Some(Reply {
+    e.reply = Some(Box::new(Reply {
         code: Some(u32::from(status)),
         message: reason,
         headers: Vec::new(),
         body: Some(body),
-    });
+    }));
     e
 }
 

@@ -71,8 +71,9 @@ pub struct DestinationError {
     /// Files (by `part`) that did go through in this attempt.
     pub delivered: Vec<u32>,
     /// What the partner's server said, when it said something (HTTP reply,
-    /// FTP reply code). Partner-response handlers (Lua) read it.
-    pub reply: Option<Reply>,
+    /// FTP reply code). Partner-response handlers (Lua) read it. Boxed:
+    /// errors travel in `Result`s everywhere and should stay small.
+    pub reply: Option<Box<Reply>>,
 }
 
 /// A partner server's answer to an upload, as far as the protocol has one.

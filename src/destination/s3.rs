@@ -108,7 +108,7 @@ impl Destination for S3Destination {
     fn check(&self) -> Result<String, DestinationError> {
         let store = self.store()?;
         let key = ".consign-check";
-        block_on(objects::probe(&store, &key))??;
+        block_on(objects::probe(&store, key))??;
         Ok(format!(
             "{}: connected, credentials accepted, {key} written, read back and deleted",
             self.describe()
