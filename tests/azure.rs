@@ -79,16 +79,6 @@ initial_delay = "1s"
     )
 }
 
-fn enqueue(ws: &Workspace, n: u64) {
-    let leads = ws.leads(n);
-    ws.ok(&[
-        "enqueue",
-        "--delivery",
-        "partner",
-        leads.to_str().expect("utf8"),
-    ]);
-}
-
 #[test]
 fn delivers_with_prefix_metadata_and_access_tier_under_exact_names() {
     let c = container("tier");
@@ -99,7 +89,7 @@ metadata = { batch = "{batch_id}", records = "{record_count}" }"#;
     let ws = Workspace::new(&config(&c, extra, file));
     let check = ws.json(&["check", "--connect"], 0);
     assert_eq!(check["results"][0]["ok"], true, "{check}");
-    enqueue(&ws, 10_000);
+    ws.enqueue_leads("partner", 10_000);
     let out = ws.json(&["flush", "partner"], 0);
     let batch = &out["batches"][0]["batch"];
     assert_eq!(batch["state"], "delivered", "{out}");
@@ -131,7 +121,7 @@ fn large_file_goes_up_in_blocks() {
     let c = container("blocks");
     let extra = "multipart_threshold = \"1MiB\"\npart_size = \"512KiB\"";
     let ws = Workspace::new(&config(&c, extra, "name = \"big_{batch_id}.csv\""));
-    enqueue(&ws, 20_000);
+    ws.enqueue_leads("partner", 20_000);
     let out = ws.json(&["flush", "partner"], 0);
     assert_eq!(out["batches"][0]["batch"]["state"], "delivered", "{out}");
     let file = &out["batches"][0]["files"][0];
@@ -156,7 +146,7 @@ fn wrong_key_suspends_and_missing_container_goes_to_manual() {
         "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
     );
     let ws = Workspace::new(&cfg);
-    enqueue(&ws, 3);
+    ws.enqueue_leads("partner", 3);
     let out = ws.json(&["flush", "partner"], 3);
     let b = &out["batches"][0]["batch"];
     assert_eq!(b["state"], "suspended", "{out}");
@@ -167,7 +157,7 @@ fn wrong_key_suspends_and_missing_container_goes_to_manual() {
         "",
         "name = \"l_{batch_id}.csv\"",
     ));
-    enqueue(&ws, 3);
+    ws.enqueue_leads("partner", 3);
     let out = ws.json(&["flush", "partner"], 3);
     assert_eq!(out["batches"][0]["batch"]["state"], "manual", "{out}");
 }
@@ -179,7 +169,7 @@ fn server_not_listening_means_retry() {
         &format!("http://127.0.0.1:{}/devstoreaccount1", free_port()),
     );
     let ws = Workspace::new(&cfg);
-    enqueue(&ws, 3);
+    ws.enqueue_leads("partner", 3);
     let out = ws.json(&["flush", "partner"], 3);
     let b = &out["batches"][0]["batch"];
     assert_eq!(b["state"], "retry_wait", "{out}");

@@ -65,17 +65,6 @@ fn only_file(dir: &std::path::Path) -> PathBuf {
     dir.join(&files[0])
 }
 
-fn enqueue(ws: &Workspace, n: u64) -> PathBuf {
-    let leads = ws.leads(n);
-    ws.ok(&[
-        "enqueue",
-        "--delivery",
-        "partner",
-        leads.to_str().expect("utf8"),
-    ]);
-    leads
-}
-
 #[test]
 fn ftps_with_session_reuse_delivers_ten_thousand_rows_into_new_nested_dirs() {
     let (rdir, ldir) = remote("FTP_LOCAL_DIR", "ftps");
@@ -84,7 +73,7 @@ fn ftps_with_session_reuse_delivers_ten_thousand_rows_into_new_nested_dirs() {
     let check = ws.json(&["check", "--connect"], 0);
     let msg = check["results"][0]["message"].as_str().expect("message");
     assert!(msg.contains("TLS verified"), "{check}");
-    let leads = enqueue(&ws, 10_000);
+    let leads = ws.enqueue_leads("partner", 10_000);
     let out = ws.json(&["flush", "partner"], 0);
     let batch = &out["batches"][0]["batch"];
     assert_eq!(batch["state"], "delivered", "{out}");
@@ -123,7 +112,7 @@ fn pasv_reply_with_a_private_address_is_answered_at_the_server_address() {
     ] {
         let (rdir, ldir) = remote("FTPNAT_LOCAL_DIR", name);
         let ws = Workspace::new(&config("FTPNAT_PORT", &rdir, &extra));
-        enqueue(&ws, 50);
+        ws.enqueue_leads("partner", 50);
         let out = ws.json(&["flush", "partner"], 0);
         assert_eq!(out["batches"][0]["batch"]["state"], "delivered", "{out}");
         assert_eq!(csv_rows(&gunzip(&only_file(&ldir))).len(), 51);
@@ -135,7 +124,7 @@ fn untrusted_certificate_suspends_unless_verification_is_turned_off() {
     let (rdir, ldir) = remote("FTP_LOCAL_DIR", "untrusted");
     // No ca_file: the private test CA is not trusted.
     let ws = Workspace::new(&config("FTP_PORT", &rdir, ""));
-    enqueue(&ws, 5);
+    ws.enqueue_leads("partner", 5);
     let out = ws.json(&["flush", "partner"], 3);
     let b = &out["batches"][0]["batch"];
     assert_eq!(b["state"], "suspended", "{out}");
@@ -169,7 +158,7 @@ fn wrong_password_suspends_the_delivery() {
     let cfg =
         config("FTP_PORT", &rdir, &trusted()).replace("${env:FTP_PASSWORD}", "not-the-password");
     let ws = Workspace::new(&cfg);
-    enqueue(&ws, 5);
+    ws.enqueue_leads("partner", 5);
     let out = ws.json(&["flush", "partner"], 3);
     let b = &out["batches"][0]["batch"];
     assert_eq!(b["state"], "suspended", "{out}");
@@ -192,7 +181,7 @@ fn unwritable_directory_goes_to_the_manual_queue_after_one_attempt() {
     // Owned by root, not writable by the FTP user.
     std::fs::set_permissions(&ldir, std::fs::Permissions::from_mode(0o555)).expect("chmod");
     let ws = Workspace::new(&config("FTP_PORT", &rdir, &trusted()));
-    enqueue(&ws, 5);
+    ws.enqueue_leads("partner", 5);
     let out = ws.json(&["flush", "partner"], 3);
     let b = &out["batches"][0]["batch"];
     assert_eq!(b["state"], "manual", "{out}");
@@ -216,7 +205,7 @@ fn server_not_listening_means_retry() {
         &format!("port = {port}"),
     );
     let ws = Workspace::new(&cfg);
-    enqueue(&ws, 5);
+    ws.enqueue_leads("partner", 5);
     let out = ws.json(&["flush", "partner"], 3);
     let b = &out["batches"][0]["batch"];
     assert_eq!(b["state"], "retry_wait", "{out}");
@@ -230,7 +219,7 @@ fn server_without_epsv_gets_pasv_under_auto() {
     // ftpold answers EPSV with `502 Command not implemented`.
     let (rdir, ldir) = remote("FTPOLD_LOCAL_DIR", "noepsv");
     let ws = Workspace::new(&config("FTPOLD_PORT", &rdir, "tls = \"none\""));
-    enqueue(&ws, 40);
+    ws.enqueue_leads("partner", 40);
     let out = ws.json(&["flush", "partner"], 0);
     assert_eq!(out["batches"][0]["batch"]["state"], "delivered", "{out}");
     assert_eq!(csv_rows(&gunzip(&only_file(&ldir))).len(), 41);
@@ -242,7 +231,7 @@ fn server_without_epsv_gets_pasv_under_auto() {
         &rdir,
         "tls = \"none\"\npassive = \"epsv\"",
     ));
-    enqueue(&ws, 4);
+    ws.enqueue_leads("partner", 4);
     let out = ws.json(&["flush", "partner"], 3);
     let b = &out["batches"][0]["batch"];
     assert_eq!(b["state"], "manual", "{out}");

@@ -104,16 +104,6 @@ initial_delay = "1s"
     )
 }
 
-fn enqueue(ws: &Workspace, n: u64) {
-    let leads = ws.leads(n);
-    ws.ok(&[
-        "enqueue",
-        "--delivery",
-        "partner",
-        leads.to_str().expect("utf8"),
-    ]);
-}
-
 #[test]
 fn delivers_with_prefix_metadata_class_and_refuses_to_overwrite_other_content() {
     let b = bucket("keys");
@@ -125,7 +115,7 @@ metadata = { batch = "{batch_id}", records = "{record_count}" }"#;
     let ws = Workspace::new(&config(&b, extra, file));
     let check = ws.json(&["check", "--connect"], 0);
     assert_eq!(check["results"][0]["ok"], true, "{check}");
-    enqueue(&ws, 10_000);
+    ws.enqueue_leads("partner", 10_000);
     let out = ws.json(&["flush", "partner"], 0);
     let batch = &out["batches"][0]["batch"];
     assert_eq!(batch["state"], "delivered", "{out}");
@@ -180,7 +170,7 @@ fn resumable_upload_in_chunks_arrives_intact() {
         "auth = \"none\"\nchunk_size = \"256KiB\"",
         "name = \"big_{batch_id}.csv\"",
     ));
-    enqueue(&ws, 10_000);
+    ws.enqueue_leads("partner", 10_000);
     let out = ws.json(&["flush", "partner"], 0);
     assert_eq!(out["batches"][0]["batch"]["state"], "delivered", "{out}");
     let file = &out["batches"][0]["files"][0];
@@ -211,7 +201,7 @@ fn unusable_credentials_suspend_and_server_down_retries() {
         ),
         "name = \"l_{batch_id}.csv\"",
     ));
-    enqueue(&ws, 3);
+    ws.enqueue_leads("partner", 3);
     let out = ws.json(&["flush", "partner"], 3);
     assert_eq!(out["batches"][0]["batch"]["state"], "suspended", "{out}");
     assert!(names(&b).is_empty());
@@ -219,7 +209,7 @@ fn unusable_credentials_suspend_and_server_down_retries() {
     let cfg = config(&b, "auth = \"none\"", "name = \"l_{batch_id}.csv\"")
         .replace(&endpoint(), &format!("http://127.0.0.1:{}", free_port()));
     let ws = Workspace::new(&cfg);
-    enqueue(&ws, 3);
+    ws.enqueue_leads("partner", 3);
     let out = ws.json(&["flush", "partner"], 3);
     let batch = &out["batches"][0]["batch"];
     assert_eq!(batch["state"], "retry_wait", "{out}");

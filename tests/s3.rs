@@ -84,17 +84,6 @@ initial_delay = "1s"
     )
 }
 
-fn enqueue(ws: &Workspace, n: u64) -> std::path::PathBuf {
-    let leads = ws.leads(n);
-    ws.ok(&[
-        "enqueue",
-        "--delivery",
-        "partner",
-        leads.to_str().expect("utf8"),
-    ]);
-    leads
-}
-
 #[test]
 fn delivers_with_key_pattern_metadata_storage_class_and_sse_exact_keys() {
     let b = bucket("keys");
@@ -107,7 +96,7 @@ compression = "gzip""#;
     let ws = Workspace::new(&config(&b, extra, file));
     let check = ws.json(&["check", "--connect"], 0);
     assert_eq!(check["results"][0]["ok"], true, "{check}");
-    let leads = enqueue(&ws, 10_000);
+    let leads = ws.enqueue_leads("partner", 10_000);
     let out = ws.json(&["flush", "partner"], 0);
     let batch = &out["batches"][0]["batch"];
     assert_eq!(batch["state"], "delivered", "{out}");
@@ -166,7 +155,7 @@ fn large_file_goes_up_in_parts_and_arrives_intact() {
         "[delivery.retry]",
         "[delivery.batch]\nmax_records = 200000\n[delivery.retry]",
     ));
-    enqueue(&ws, 80_000);
+    ws.enqueue_leads("partner", 80_000);
     let out = ws.json(&["flush", "partner"], 0);
     assert_eq!(out["batches"][0]["batch"]["state"], "delivered", "{out}");
     let file = &out["batches"][0]["files"][0];
@@ -197,7 +186,7 @@ fn missing_bucket_goes_to_the_manual_queue() {
         "",
         "name = \"l_{batch_id}.csv\"",
     ));
-    enqueue(&ws, 3);
+    ws.enqueue_leads("partner", 3);
     let out = ws.json(&["flush", "partner"], 3);
     let b = &out["batches"][0]["batch"];
     assert_eq!(b["state"], "manual", "{out}");
@@ -214,7 +203,7 @@ fn server_not_listening_means_retry() {
     let cfg = config("any", "", "name = \"l_{batch_id}.csv\"")
         .replace(&endpoint(), &format!("http://127.0.0.1:{}", free_port()));
     let ws = Workspace::new(&cfg);
-    enqueue(&ws, 3);
+    ws.enqueue_leads("partner", 3);
     let out = ws.json(&["flush", "partner"], 3);
     let b = &out["batches"][0]["batch"];
     assert_eq!(b["state"], "retry_wait", "{out}");

@@ -66,12 +66,7 @@ impl AzureDestination {
 
 impl Destination for AzureDestination {
     fn describe(&self) -> String {
-        let at = self
-            .cfg
-            .endpoint
-            .as_ref()
-            .map(|e| format!(" at {}", e.0))
-            .unwrap_or_default();
+        let at = objects::at(self.cfg.endpoint.as_ref());
         format!(
             "azure://{}/{}{at}",
             self.cfg.account.0, self.cfg.container.0
@@ -80,29 +75,11 @@ impl Destination for AzureDestination {
 
     fn deliver(&self, shipment: &Shipment) -> Result<Receipt, DestinationError> {
         let store = self.store()?;
-        let transfer = self.transfer();
         let opts = self.cfg.object();
-        let placed = block_on(async {
-            let mut placed = Vec::new();
-            for f in &shipment.files {
-                let key = objects::upload(&store, &transfer, &opts, shipment, f).await?;
-                placed.push(format!("{key} ({} bytes)", f.bytes));
-            }
-            Ok::<_, DestinationError>(placed)
-        })??;
-        Ok(Receipt {
-            reply: None,
-            delivered: Vec::new(),
-            detail: format!("{}: {}", self.describe(), placed.join(", ")),
-        })
+        objects::deliver_all(&store, &self.transfer(), &opts, shipment, &self.describe())
     }
 
     fn check(&self) -> Result<String, DestinationError> {
-        let store = self.store()?;
-        block_on(objects::probe(&store, ".consign-check"))??;
-        Ok(format!(
-            "{}: connected, credentials accepted, .consign-check written, read back and deleted",
-            self.describe()
-        ))
+        objects::check(&self.store()?, &self.describe())
     }
 }

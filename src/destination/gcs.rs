@@ -326,12 +326,7 @@ impl GcsDestination {
 
 impl Destination for GcsDestination {
     fn describe(&self) -> String {
-        let at = self
-            .cfg
-            .endpoint
-            .as_ref()
-            .map(|e| format!(" at {}", e.0))
-            .unwrap_or_default();
+        let at = objects::at(self.cfg.endpoint.as_ref());
         format!("gs://{}{at}", self.cfg.bucket.0)
     }
 

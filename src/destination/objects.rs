@@ -214,6 +214,43 @@ fn check_etag(
     }
 }
 
+/// ` at ENDPOINT` for descriptions of stores with a custom endpoint.
+pub fn at(endpoint: Option<&crate::config::Expanded>) -> String {
+    endpoint.map(|e| format!(" at {}", e.0)).unwrap_or_default()
+}
+
+/// Deliver every file of a shipment to an object store.
+pub fn deliver_all(
+    store: &Arc<dyn ObjectStore>,
+    transfer: &Transfer,
+    opts: &ObjectOptions<'_>,
+    shipment: &Shipment<'_>,
+    describe: &str,
+) -> Result<Receipt, DestinationError> {
+    let placed = block_on(async {
+        let mut placed = Vec::new();
+        for f in &shipment.files {
+            let key = upload(store, transfer, opts, shipment, f).await?;
+            placed.push(format!("{key} ({} bytes)", f.bytes));
+        }
+        Ok::<_, DestinationError>(placed)
+    })??;
+    Ok(Receipt {
+        reply: None,
+        delivered: Vec::new(),
+        detail: format!("{describe}: {}", placed.join(", ")),
+    })
+}
+
+/// `check --connect` for an object store: write, read back, delete.
+pub fn check(store: &Arc<dyn ObjectStore>, describe: &str) -> Result<String, DestinationError> {
+    let key = ".consign-check";
+    block_on(probe(store, key))??;
+    Ok(format!(
+        "{describe}: connected, credentials accepted, {key} written, read back and deleted"
+    ))
+}
+
 /// Write, read back and delete a small probe object.
 pub async fn probe(store: &Arc<dyn ObjectStore>, key: &str) -> Result<(), DestinationError> {
     let path = parse_path(key)?;

@@ -77,41 +77,17 @@ impl S3Destination {
 
 impl Destination for S3Destination {
     fn describe(&self) -> String {
-        let at = self
-            .cfg
-            .endpoint
-            .as_ref()
-            .map(|e| format!(" at {}", e.0))
-            .unwrap_or_default();
+        let at = objects::at(self.cfg.endpoint.as_ref());
         format!("s3://{}{at}", self.cfg.bucket.0)
     }
 
     fn deliver(&self, shipment: &Shipment) -> Result<Receipt, DestinationError> {
         let store = self.store()?;
-        let transfer = self.transfer();
         let opts = self.cfg.object();
-        let placed = block_on(async {
-            let mut placed = Vec::new();
-            for f in &shipment.files {
-                let key = objects::upload(&store, &transfer, &opts, shipment, f).await?;
-                placed.push(format!("{key} ({} bytes)", f.bytes));
-            }
-            Ok::<_, DestinationError>(placed)
-        })??;
-        Ok(Receipt {
-            reply: None,
-            delivered: Vec::new(),
-            detail: format!("{}: {}", self.describe(), placed.join(", ")),
-        })
+        objects::deliver_all(&store, &self.transfer(), &opts, shipment, &self.describe())
     }
 
     fn check(&self) -> Result<String, DestinationError> {
-        let store = self.store()?;
-        let key = ".consign-check";
-        block_on(objects::probe(&store, key))??;
-        Ok(format!(
-            "{}: connected, credentials accepted, {key} written, read back and deleted",
-            self.describe()
-        ))
+        objects::check(&self.store()?, &self.describe())
     }
 }

@@ -99,6 +99,18 @@ impl Workspace {
         std::fs::read_to_string(self.path("serve.log")).unwrap_or_default()
     }
 
+    /// Generate `n` leads and enqueue them for `delivery`; returns the CSV.
+    pub fn enqueue_leads(&self, delivery: &str, n: u64) -> PathBuf {
+        let leads = self.leads(n);
+        self.ok(&[
+            "enqueue",
+            "--delivery",
+            delivery,
+            leads.to_str().expect("utf8"),
+        ]);
+        leads
+    }
+
     /// Write `n` generated leads as CSV and return the path.
     pub fn leads(&self, n: u64) -> PathBuf {
         let p = self.path(&format!("leads-{n}.csv"));
