@@ -84,7 +84,7 @@ fn delivers_with_prefix_metadata_and_access_tier_under_exact_names() {
     let c = container("tier");
     let extra = r#"prefix = "in/{year}-{month}-{day}"
 access_tier = "Cool"
-metadata = { batch = "{batch_id}", records = "{record_count}" }"#;
+metadata = { batch = "{batch_id}", records = "{record_count}", note = "café" }"#;
     let file = "name = \"leads +%ü {batch_id}.csv.gz\"\ncompression = \"gzip\"";
     let ws = Workspace::new(&config(&c, extra, file));
     let check = ws.json(&["check", "--connect"], 0);
@@ -114,6 +114,7 @@ metadata = { batch = "{batch_id}", records = "{record_count}" }"#;
     assert!(props["content_encoding"].is_null(), "{props}");
     assert_eq!(props["metadata"]["batch"], id, "{props}");
     assert_eq!(props["metadata"]["records"], "10000", "{props}");
+    assert_eq!(props["metadata"]["note"], "caf%C3%A9", "{props}");
 }
 
 #[test]

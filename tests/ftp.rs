@@ -104,6 +104,25 @@ fn ftps_with_session_reuse_delivers_ten_thousand_rows_into_new_nested_dirs() {
 }
 
 #[test]
+fn ftps_session_reuse_holds_for_many_files_in_one_session() {
+    // Split parts plus sidecars: many data connections, each must resume
+    // the control connection's TLS session (vsftpd require_ssl_reuse=YES).
+    let (rdir, ldir) = remote("FTP_LOCAL_DIR", "manyfiles");
+    let cfg = config("FTP_PORT", &rdir, &trusted()).replace(
+        "compression = \"gzip\"",
+        "compression = \"gzip\"\nsplit_records = 100",
+    ).replace("leads_{date}_{batch_id}.csv.gz", "leads_{batch_id}_{part}.csv.gz")
+        + "[delivery.manifest]\nsha256_sidecar = true\njson = \"{batch_id}.manifest.json\"\ndone = \"{batch_id}.done\"\n";
+    let ws = Workspace::new(&cfg);
+    ws.enqueue_leads("partner", 500);
+    let out = ws.json(&["flush", "partner"], 0);
+    assert_eq!(out["batches"][0]["batch"]["state"], "delivered", "{out}");
+    let files = list(&ldir);
+    assert_eq!(files.len(), 5 + 5 + 2, "{files:?}");
+    assert!(!files.iter().any(|f| f.ends_with(".part")), "{files:?}");
+}
+
+#[test]
 fn pasv_reply_with_a_private_address_is_answered_at_the_server_address() {
     // ftpnat replies `227 Entering Passive Mode (10,254,254,254,…)`.
     for (extra, name) in [
@@ -216,7 +235,7 @@ fn server_not_listening_means_retry() {
 
 #[test]
 fn server_without_epsv_gets_pasv_under_auto() {
-    // ftpold answers EPSV with `502 Command not implemented`.
+    // ftpold answers EPSV and SIZE with `502 Command not implemented`.
     let (rdir, ldir) = remote("FTPOLD_LOCAL_DIR", "noepsv");
     let ws = Workspace::new(&config("FTPOLD_PORT", &rdir, "tls = \"none\""));
     ws.enqueue_leads("partner", 40);

@@ -191,8 +191,28 @@ fn resumable_upload_in_chunks_arrives_intact() {
 fn unusable_credentials_suspend_and_server_down_retries() {
     let b = bucket("creds");
     let ws = Workspace::new("");
+    // A well-formed key that Google (here: a token endpoint answering 401) refuses.
+    let pem = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
+        .output()
+        .expect("openssl");
     let key = ws.path("sa.json");
-    std::fs::write(&key, "{\"type\": \"service_account\"}").expect("write");
+    let sa = serde_json::json!({
+        "type": "service_account",
+        "project_id": "test",
+        "private_key_id": "1",
+        "private_key": String::from_utf8(pem.stdout).expect("pem"),
+        "client_email": "consign@test.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": format!("{}/auth/bearer/not-this-key", server_env("WEBHOOK_BASE_URL")),
+    });
+    std::fs::write(&key, sa.to_string()).expect("write");
     ws.write_config(&config(
         &b,
         &format!(
@@ -205,6 +225,8 @@ fn unusable_credentials_suspend_and_server_down_retries() {
     let out = ws.json(&["flush", "partner"], 3);
     assert_eq!(out["batches"][0]["batch"]["state"], "suspended", "{out}");
     assert!(names(&b).is_empty());
+    let check = ws.json(&["check", "--connect"], 4);
+    assert_eq!(check["results"][0]["class"], "auth", "{check}");
 
     let cfg = config(&b, "auth = \"none\"", "name = \"l_{batch_id}.csv\"")
         .replace(&endpoint(), &format!("http://127.0.0.1:{}", free_port()));
@@ -229,4 +251,20 @@ fn config_mistakes_are_reported_by_key() {
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(err.contains("destination.credentials_file"), "{err}");
     assert!(err.contains("destination.chunk_size"), "{err}");
+
+    let ws = Workspace::new("");
+    let garbage = ws.path("sa.json");
+    std::fs::write(&garbage, "not json").expect("write");
+    ws.write_config(&config(
+        "b",
+        &format!(
+            "auth = \"service_account\"\ncredentials_file = \"{}\"",
+            garbage.display()
+        ),
+        "name = \"l_{batch_id}.csv\"",
+    ));
+    let out = ws.run(&["check"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(err.contains("is not a service-account JSON key"), "{err}");
 }

@@ -90,7 +90,7 @@ fn delivers_with_key_pattern_metadata_storage_class_and_sse_exact_keys() {
     let extra = r#"prefix = "incoming/{year}/{month}/{day}"
 storage_class = "STANDARD_IA"
 sse = "AES256"
-metadata = { batch = "{batch_id}", records = "{record_count}", source = "consign" }"#;
+metadata = { batch = "{batch_id}", records = "{record_count}", source = "consign", note = "café" }"#;
     let file = r#"name = "leads +%ü {batch_id}.csv.gz"
 compression = "gzip""#;
     let ws = Workspace::new(&config(&b, extra, file));
@@ -136,6 +136,8 @@ compression = "gzip""#;
     assert_eq!(got["metadata"]["batch"], id);
     assert_eq!(got["metadata"]["records"], "10000");
     assert_eq!(got["metadata"]["source"], "consign");
+    // Headers are ASCII: non-ASCII metadata is stored percent-encoded.
+    assert_eq!(got["metadata"]["note"], "caf%C3%A9");
     assert_eq!(
         header("x-amz-storage-class").as_deref(),
         Some("STANDARD_IA")
@@ -215,7 +217,7 @@ fn server_not_listening_means_retry() {
 fn config_mistakes_are_reported_by_key() {
     let ws = Workspace::new(&config(
         "b",
-        "sse = \"DES\"\npart_size = \"1MiB\"\nmetadata = { x = \"{nope}\" }",
+        "sse = \"DES\"\npart_size = \"1MiB\"\nmetadata = { x = \"{nope}\" }\nvirtual_hosted_style = true\nstorage_class = \"GLACIERX\"",
         "name = \"l_{batch_id}.csv\"",
     ));
     let out = ws.run(&["check"]);
@@ -223,6 +225,11 @@ fn config_mistakes_are_reported_by_key() {
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(err.contains("destination.sse"), "{err}");
     assert!(err.contains("destination.part_size"), "{err}");
+    assert!(err.contains("destination.virtual_hosted_style"), "{err}");
+    assert!(
+        err.contains("destination.storage_class") && err.contains("GLACIERX"),
+        "{err}"
+    );
     assert!(
         err.contains("destination.metadata.x") && err.contains("{nope}"),
         "{err}"

@@ -180,8 +180,12 @@ pub fn init_logging(cli: &Cli) {
         (1, _) => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("consign={default},warn")));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!(
+            // Libraries whose errors consign reports itself (classified, once) stay quiet.
+            "consign={default},warn,rustls_platform_verifier=off,suppaftp=off,gcp_auth=error"
+        ))
+    });
     use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -193,6 +193,12 @@ pub struct FtpConfig {
     /// Accept any TLS certificate. Only for one destination you have checked by other means.
     #[serde(default)]
     pub insecure_skip_tls_verify: bool,
+    /// Highest TLS version: `"1.2"` (default: every data connection can
+    /// resume the control session) or `"1.3"` (for servers that refuse 1.2;
+    /// TLS 1.3 tickets are single-use, so servers demanding session reuse
+    /// may refuse later data connections).
+    #[serde(default)]
+    pub tls_max: FtpTlsMax,
     /// `auto` (EPSV, falling back to PASV when the server does not know
     /// EPSV), `epsv` or `pasv`.
     #[serde(default)]
@@ -215,6 +221,15 @@ pub enum FtpTls {
     #[default]
     Explicit,
     None,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+pub enum FtpTlsMax {
+    #[default]
+    #[serde(rename = "1.2")]
+    Tls12,
+    #[serde(rename = "1.3")]
+    Tls13,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -289,7 +304,8 @@ pub struct S3Config {
     /// delivery's zone, so every attempt writes the same keys.
     pub prefix: Option<NamePattern>,
     /// User metadata; values may use `{batch_id} {delivery} {record_count}
-    /// {records} {name} {part} {parts} {sha256}`.
+    /// (records in this file) {batch_record_count} {name} {part} {parts}
+    /// {sha256}`. Non-ASCII is stored percent-encoded on S3 and Azure.
     #[serde(default)]
     pub metadata: IndexMap<String, String>,
     /// Content type; default from the file name (`application/gzip` for
@@ -334,7 +350,8 @@ pub struct GcsConfig {
     /// delivery's zone, so every attempt writes the same keys.
     pub prefix: Option<NamePattern>,
     /// User metadata; values may use `{batch_id} {delivery} {record_count}
-    /// {records} {name} {part} {parts} {sha256}`.
+    /// (records in this file) {batch_record_count} {name} {part} {parts}
+    /// {sha256}`. Non-ASCII is stored percent-encoded on S3 and Azure.
     #[serde(default)]
     pub metadata: IndexMap<String, String>,
     /// Content type; default from the file name (`application/gzip` for
@@ -381,7 +398,8 @@ pub struct AzureConfig {
     /// delivery's zone, so every attempt writes the same keys.
     pub prefix: Option<NamePattern>,
     /// User metadata; values may use `{batch_id} {delivery} {record_count}
-    /// {records} {name} {part} {parts} {sha256}`.
+    /// (records in this file) {batch_record_count} {name} {part} {parts}
+    /// {sha256}`. Non-ASCII is stored percent-encoded on S3 and Azure.
     #[serde(default)]
     pub metadata: IndexMap<String, String>,
     /// Content type; default from the file name (`application/gzip` for
@@ -394,7 +412,7 @@ pub const METADATA_PLACEHOLDERS: &[&str] = &[
     "{batch_id}",
     "{delivery}",
     "{record_count}",
-    "{records}",
+    "{batch_record_count}",
     "{name}",
     "{part}",
     "{parts}",
@@ -473,8 +491,42 @@ impl DestinationConfig {
                 }
             }
         };
+        let timeout = |push: &mut dyn FnMut(&str, String), t: &HumanDuration| {
+            if t.0.is_zero() {
+                push("timeout", "must be more than 0".into());
+            }
+        };
+        let bucket = |push: &mut dyn FnMut(&str, String), key: &str, b: &Expanded| {
+            if b.0.contains("://") || b.0.contains('/') || b.0.is_empty() {
+                push(
+                    key,
+                    format!("{:?}: give the bare name (no scheme, no `/`)", b.0),
+                );
+            }
+        };
         match self {
             DestinationConfig::Ftp(f) => {
+                if f.host.0.contains("://") || f.host.0.contains('/') {
+                    push(
+                        "host",
+                        format!(
+                            "{:?}: give the host name only (no scheme, no path)",
+                            f.host.0
+                        ),
+                    );
+                }
+                if f.remote_dir.contains('{') {
+                    push(
+                        "remote_dir",
+                        "placeholders are not expanded here: put them in `file.name` (it may contain `/`)".into(),
+                    );
+                }
+                if f.insecure_skip_tls_verify && f.ca_file.is_some() {
+                    push(
+                        "insecure_skip_tls_verify",
+                        "set together with `ca_file`: choose one (verification with the CA, or none)".into(),
+                    );
+                }
                 if f.temp_suffix.is_empty() || f.temp_suffix.contains('/') {
                     push(
                         "temp_suffix",
@@ -501,6 +553,38 @@ impl DestinationConfig {
             }
             DestinationConfig::S3(c) => {
                 endpoint(&mut push, &c.endpoint);
+                timeout(&mut push, &c.timeout);
+                bucket(&mut push, "bucket", &c.bucket);
+                if let (true, Some(e)) = (c.virtual_hosted_style, &c.endpoint) {
+                    let host = e.0.split("://").nth(1).unwrap_or("");
+                    if !host.starts_with(&format!("{}.", c.bucket.0)) {
+                        push(
+                            "virtual_hosted_style",
+                            format!("with a custom endpoint the endpoint must name the bucket host ({}://{}.…); or leave virtual_hosted_style off", e.0.split("://").next().unwrap_or("https"), c.bucket.0),
+                        );
+                    }
+                }
+                const S3_CLASSES: &[&str] = &[
+                    "STANDARD",
+                    "REDUCED_REDUNDANCY",
+                    "STANDARD_IA",
+                    "ONEZONE_IA",
+                    "INTELLIGENT_TIERING",
+                    "GLACIER",
+                    "DEEP_ARCHIVE",
+                    "OUTPOSTS",
+                    "GLACIER_IR",
+                    "SNOW",
+                    "EXPRESS_ONEZONE",
+                ];
+                if let Some(class) = &c.storage_class {
+                    if !S3_CLASSES.contains(&class.as_str()) {
+                        push(
+                            "storage_class",
+                            format!("{class:?}: use one of {}", S3_CLASSES.join(", ")),
+                        );
+                    }
+                }
                 metadata(&mut push, &c.metadata);
                 if c.access_key_id.is_some() != c.secret_access_key.is_some() {
                     push(
@@ -529,6 +613,36 @@ impl DestinationConfig {
             }
             DestinationConfig::Gcs(c) => {
                 endpoint(&mut push, &c.endpoint);
+                timeout(&mut push, &c.timeout);
+                bucket(&mut push, "bucket", &c.bucket);
+                if let Some(class) = &c.storage_class {
+                    const GCS_CLASSES: &[&str] = &["STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE"];
+                    if !GCS_CLASSES.contains(&class.as_str()) {
+                        push(
+                            "storage_class",
+                            format!("{class:?}: use one of {}", GCS_CLASSES.join(", ")),
+                        );
+                    }
+                }
+                if let (GcsAuth::ServiceAccount, Some(p)) = (c.auth, &c.credentials_file) {
+                    let p = abs(p);
+                    if p.is_file() {
+                        let parsed = std::fs::read_to_string(&p)
+                            .ok()
+                            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+                        let ok = parsed.as_ref().is_some_and(|v| {
+                            v["type"] == "service_account"
+                                && v["client_email"].is_string()
+                                && v["private_key"].is_string()
+                        });
+                        if !ok {
+                            push(
+                                "credentials_file",
+                                format!("{} is not a service-account JSON key (needs type = service_account, client_email, private_key)", p.display()),
+                            );
+                        }
+                    }
+                }
                 metadata(&mut push, &c.metadata);
                 match (c.auth, &c.credentials_file) {
                     (GcsAuth::ServiceAccount, None) => push(
@@ -552,6 +666,34 @@ impl DestinationConfig {
             }
             DestinationConfig::Azure(c) => {
                 endpoint(&mut push, &c.endpoint);
+                timeout(&mut push, &c.timeout);
+                let name = &c.container.0;
+                let valid = (3..=63).contains(&name.len())
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && !name.starts_with('-')
+                    && !name.ends_with('-')
+                    && !name.contains("--");
+                if !valid {
+                    push(
+                        "container",
+                        format!("{name:?}: container names are 3-63 lowercase letters, digits and single hyphens"),
+                    );
+                }
+                if let Some(k) = &c.access_key {
+                    use base64::Engine;
+                    if base64::engine::general_purpose::STANDARD
+                        .decode(k.expose().trim())
+                        .is_err()
+                    {
+                        push(
+                            "access_key",
+                            "is not base64 (copy the storage account key as shown in the portal)"
+                                .into(),
+                        );
+                    }
+                }
                 metadata(&mut push, &c.metadata);
                 if let Some(t) = &c.access_tier {
                     if !["Hot", "Cool", "Cold", "Archive"].contains(&t.as_str()) {
@@ -564,8 +706,8 @@ impl DestinationConfig {
                 if c.access_key.is_some() && c.sas_token.is_some() {
                     push("sas_token", "set access_key or sas_token, not both".into());
                 }
-                if c.part_size.0 == 0 {
-                    push("part_size", "must be more than 0".into());
+                if c.part_size.0 < 64 << 10 {
+                    push("part_size", "must be at least 64 KiB".into());
                 }
             }
             DestinationConfig::Local(_)

@@ -290,7 +290,7 @@ pub fn attempt(
         let already = store
             .delivered_parts(&batch)
             .map_err(|e| DestinationError::new(ErrorClass::Permanent, e.to_string()))?;
-        dest.deliver(&Shipment {
+        let shipment = Shipment {
             batch_id: batch.id.clone(),
             delivery: delivery.name.clone(),
             record_count: batch.record_count,
@@ -299,7 +299,22 @@ pub fn attempt(
             files,
             already,
             accepted: Some(&accepted),
-        })
+        };
+        // A panic inside a destination (or a library it uses) fails this
+        // attempt like any other error; it must not leave the batch
+        // `delivering` with nobody delivering it.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dest.deliver(&shipment)))
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                Err(DestinationError::new(
+                    ErrorClass::Permanent,
+                    format!("the destination crashed: {what}"),
+                ))
+            })
     });
     // Whatever went through stays through: a retry resends only the rest.
     let went = match &result {

@@ -80,6 +80,6 @@ impl Destination for AzureDestination {
     }
 
     fn check(&self) -> Result<String, DestinationError> {
-        objects::check(&self.store()?, &self.describe())
+        objects::check(&self.store()?, &self.cfg.object(), &self.describe())
     }
 }

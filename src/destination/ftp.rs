@@ -17,7 +17,7 @@
 //!   and broken connections → retry.
 
 use super::*;
-use crate::config::{FtpConfig, FtpPassive, FtpTls};
+use crate::config::{FtpConfig, FtpPassive, FtpTls, FtpTlsMax};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use suppaftp::types::FileType;
 use suppaftp::{FtpError, Mode, RustlsConnector, RustlsFtpStream};
@@ -26,14 +26,40 @@ pub struct FtpDestination {
     cfg: FtpConfig,
 }
 
+const TLS12_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS12];
+const TLS13_AND_12: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
+
 /// Reply codes that mean "this server does not know the command".
 const NOT_IMPLEMENTED: [u32; 4] = [500, 501, 502, 504];
+
+/// The reply code. suppaftp maps codes it does not know (e.g. vsftpd's 522)
+/// to 0; the code is then read from the reply text.
+fn reply_code(r: &suppaftp::types::Response) -> u32 {
+    match r.status.code() {
+        0 => String::from_utf8_lossy(&r.body)
+            .trim()
+            .get(..3)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0),
+        c => c,
+    }
+}
+
+fn reply_text(r: &suppaftp::types::Response) -> String {
+    let text = String::from_utf8_lossy(&r.body).trim().to_string();
+    let code = reply_code(r).to_string();
+    match text.strip_prefix(&code) {
+        Some(rest) => rest.trim_start_matches(['-', ' ']).to_string(),
+        None => text,
+    }
+}
 
 fn reply_of(e: &FtpError) -> Option<Box<Reply>> {
     match e {
         FtpError::UnexpectedResponse(r) => Some(Box::new(Reply {
-            code: Some(r.status.code()),
-            message: String::from_utf8_lossy(&r.body).trim().to_string(),
+            code: Some(reply_code(r)),
+            message: reply_text(r),
             headers: Vec::new(),
             body: None,
         })),
@@ -50,10 +76,9 @@ fn classify(e: &FtpError, what: &str) -> DestinationError {
         FtpError::ConnectionError(io) => io_class(io),
         FtpError::SecureError(m) if tls::is_certificate_error(m) => ErrorClass::HostKey,
         FtpError::SecureError(_) => ErrorClass::Transient,
-        FtpError::UnexpectedResponse(r) => match r.status.code() {
+        FtpError::UnexpectedResponse(r) => match reply_code(r) {
             530 | 331 | 332 => ErrorClass::Auth,
             550 | 553 => ErrorClass::Permission,
-            421 | 425 | 426 | 450 | 451 | 452 => ErrorClass::Transient,
             c if (400..500).contains(&c) => ErrorClass::Transient,
             _ => ErrorClass::Permanent,
         },
@@ -62,13 +87,15 @@ fn classify(e: &FtpError, what: &str) -> DestinationError {
     };
     let detail = match e {
         FtpError::UnexpectedResponse(r) => {
-            let text = String::from_utf8_lossy(&r.body).trim().to_string();
-            let code = r.status.code().to_string();
-            if text.starts_with(&code) {
-                format!("server replied {text}")
-            } else {
-                format!("server replied {code} {text}")
-            }
+            format!("server replied {} {}", reply_code(r), reply_text(r))
+        }
+        FtpError::ConnectionError(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            "no answer within the time limit (io_timeout)".to_string()
         }
         other => other.to_string(),
     };
@@ -79,7 +106,7 @@ fn classify(e: &FtpError, what: &str) -> DestinationError {
 
 fn code_of(e: &FtpError) -> Option<u32> {
     match e {
-        FtpError::UnexpectedResponse(r) => Some(r.status.code()),
+        FtpError::UnexpectedResponse(r) => Some(reply_code(r)),
         _ => None,
     }
 }
@@ -140,9 +167,17 @@ impl FtpDestination {
             if self.cfg.insecure_skip_tls_verify {
                 tracing::warn!(host = %self.host(), "FTPS certificate NOT verified (insecure_skip_tls_verify = true)");
             }
+            // TLS 1.2: its sessions can be resumed by every data connection.
+            // TLS 1.3 tickets are single-use (OpenSSL sends two), so servers
+            // that demand session reuse (vsftpd `require_ssl_reuse`) refuse
+            // the third data connection of a session.
             let config = tls::client_config(
                 self.cfg.ca_file.as_deref(),
                 self.cfg.insecure_skip_tls_verify,
+                match self.cfg.tls_max {
+                    FtpTlsMax::Tls12 => TLS12_ONLY,
+                    FtpTlsMax::Tls13 => TLS13_AND_12,
+                },
             )?;
             ftp = ftp
                 .into_secure(RustlsConnector::from(config), self.host())
@@ -252,10 +287,13 @@ impl FtpDestination {
                 ftp.put_file(&tmp, &mut local)
             })
             .map_err(|e| classify(&e, &format!("cannot upload {tmp}")))?;
-        let size = s
-            .ftp
-            .size(&tmp)
-            .map_err(|e| classify(&e, &format!("SIZE {tmp}")))? as u64;
+        // The server's own count, where it has SIZE (RFC 3659); else what
+        // the completed transfer (226) carried.
+        let size = match s.ftp.size(&tmp) {
+            Ok(n) => n as u64,
+            Err(e) if code_of(&e).is_some_and(|c| NOT_IMPLEMENTED.contains(&c)) => sent,
+            Err(e) => return Err(classify(&e, &format!("SIZE {tmp}"))),
+        };
         if size != file.bytes || sent != file.bytes {
             let _ = s.ftp.rm(&tmp);
             return Err(DestinationError::new(

@@ -348,7 +348,7 @@ impl Destination for GcsDestination {
     fn check(&self) -> Result<String, DestinationError> {
         let client = self.client()?;
         let token = self.token()?;
-        let key = format!(".consign-check-{}", std::process::id());
+        let key = objects::probe_key(&self.cfg.object());
         let url = format!(
             "{}/upload/storage/v1/b/{}/o?uploadType=media&name={}",
             self.endpoint(),

@@ -67,8 +67,8 @@ pub fn metadata(opts: &ObjectOptions<'_>, s: &Shipment, f: &OutgoingFile) -> Vec
             let v = v
                 .replace("{batch_id}", &s.batch_id)
                 .replace("{delivery}", &s.delivery)
-                .replace("{record_count}", &s.record_count.to_string())
-                .replace("{records}", &f.records.to_string())
+                .replace("{batch_record_count}", &s.record_count.to_string())
+                .replace("{record_count}", &f.records.to_string())
                 .replace("{name}", &f.name)
                 .replace("{parts}", &parts.to_string())
                 .replace("{part}", &f.part.to_string())
@@ -76,6 +76,20 @@ pub fn metadata(opts: &ObjectOptions<'_>, s: &Shipment, f: &OutgoingFile) -> Vec
             (k.clone(), v)
         })
         .collect()
+}
+
+/// S3 and Azure carry metadata in HTTP headers, which are ASCII: other
+/// bytes (and `%`) are percent-encoded as UTF-8 (`café` → `caf%C3%A9`).
+pub fn header_safe(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Content type of an uploaded file: the configured one, else from its name.
@@ -117,7 +131,10 @@ pub async fn upload(
         attributes.insert(Attribute::StorageClass, AttributeValue::from(class.clone()));
     }
     for (k, v) in metadata(opts, s, f) {
-        attributes.insert(Attribute::Metadata(k.into()), AttributeValue::from(v));
+        attributes.insert(
+            Attribute::Metadata(k.into()),
+            AttributeValue::from(header_safe(&v)),
+        );
     }
     let mut spool = open_spool(f)?;
     let read_err = |e: std::io::Error| {
@@ -242,10 +259,37 @@ pub fn deliver_all(
     })
 }
 
-/// `check --connect` for an object store: write, read back, delete.
-pub fn check(store: &Arc<dyn ObjectStore>, describe: &str) -> Result<String, DestinationError> {
-    let key = ".consign-check";
-    block_on(probe(store, key))??;
+/// A probe key for `check --connect`: under the prefix (rendered now, in
+/// UTC) where deliveries write, unique to this check.
+pub fn probe_key(opts: &ObjectOptions<'_>) -> String {
+    let nanos = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    let name = format!(".consign-check-{}-{nanos}", std::process::id());
+    match opts.prefix {
+        Some(p) => {
+            let prefix = p.render(&NameContext {
+                delivery: "check",
+                batch_id: "check",
+                at: chrono::Utc::now(),
+                zone: chrono_tz::UTC,
+                part: 1,
+                parts: 1,
+                record_count: 0,
+            });
+            format!("{}/{name}", prefix.trim_end_matches('/'))
+        }
+        None => name,
+    }
+}
+
+/// `check --connect` for an object store: write, read back, delete a
+/// probe under the prefix.
+pub fn check(
+    store: &Arc<dyn ObjectStore>,
+    opts: &ObjectOptions<'_>,
+    describe: &str,
+) -> Result<String, DestinationError> {
+    let key = probe_key(opts);
+    block_on(probe(store, &key))??;
     Ok(format!(
         "{describe}: connected, credentials accepted, {key} written, read back and deleted"
     ))
@@ -306,8 +350,34 @@ pub fn classify(e: &object_store::Error, what: &str) -> DestinationError {
         }
         src = s.source();
     }
-    let chain = without_queries(&chain);
+    // One line, bounded: stores answer with multi-line XML documents.
+    let mut chain = without_queries(&chain)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if chain.len() > 500 {
+        let mut cut = 500;
+        while !chain.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        chain.truncate(cut);
+        chain.push('…');
+    }
     let lower = chain.to_ascii_lowercase();
+    // Without configured keys the clients fall back to the cloud's instance
+    // metadata service; off the cloud that fails with an unhelpful 403.
+    if lower.contains("169.254.169.254") || lower.contains("metadata/identity/oauth2") {
+        return DestinationError::new(
+            ErrorClass::Auth,
+            format!("{what}: no usable credentials: configure keys for this destination or provide them through the environment ({chain})"),
+        );
+    }
+    if lower.contains("redirect without location") {
+        return DestinationError::new(
+            ErrorClass::Permanent,
+            format!("{what}: the store redirected without saying where: is `region` the bucket's region? ({chain})"),
+        );
+    }
     let auth_words = [
         "signaturedoesnotmatch",
         "invalidaccesskeyid",
@@ -353,6 +423,12 @@ mod tests {
             without_queries("GET http://h/c/b?sv=1&sig=SECRET failed"),
             "GET http://h/c/b failed"
         );
+    }
+
+    #[test]
+    fn metadata_values_are_made_header_safe() {
+        assert_eq!(header_safe("café 100%"), "caf%C3%A9 100%25");
+        assert_eq!(header_safe("plain-ascii_1"), "plain-ascii_1");
     }
 
     #[test]

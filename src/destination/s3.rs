@@ -88,6 +88,6 @@ impl Destination for S3Destination {
     }
 
     fn check(&self) -> Result<String, DestinationError> {
-        objects::check(&self.store()?, &self.describe())
+        objects::check(&self.store()?, &self.cfg.object(), &self.describe())
     }
 }

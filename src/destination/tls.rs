@@ -21,10 +21,11 @@ fn provider() -> Arc<CryptoProvider> {
 pub fn client_config(
     ca_file: Option<&Path>,
     insecure: bool,
+    versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> Result<Arc<ClientConfig>, DestinationError> {
     let bad = |m: String| DestinationError::new(ErrorClass::Permanent, m);
     let builder = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .map_err(|e| bad(format!("TLS setup: {e}")))?;
     let config = if insecure {
         builder

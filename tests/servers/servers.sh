@@ -188,7 +188,7 @@ ftpnat_start() {
 ftpnat_ready() { wait_tcp ftpnat "$(saved_port ftpnat)" 20 && record_mntns ftpnat; }
 ftpnat_env() { envline FTPNAT_PORT "$(saved_port ftpnat)"; envline FTPNAT_LOCAL_DIR "$RUN_DIR/ftpnat/home"; }
 
-# ---- ftpold: pyftpdlib that answers EPSV with 502 (clients must fall back to PASV) -------------
+# ---- ftpold: pyftpdlib that answers EPSV and SIZE with 502 (clients fall back to PASV, 226) ----
 ftpold_installed() { [ -x "$TOOLS_DIR/venv/bin/python" ] && "$TOOLS_DIR/venv/bin/python" -c 'import pyftpdlib' 2>/dev/null; }
 ftpold_apt() { :; }
 ftpold_install() { log "pip: $PY_PKGS_FTPOLD"; venv_install $PY_PKGS_FTPOLD; }

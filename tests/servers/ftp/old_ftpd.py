@@ -1,5 +1,5 @@
-"""An FTP server that predates EPSV (RFC 2428): pyftpdlib with EPSV answered
-`502 Command not implemented`, as old partner servers and some firewalls do.
+"""An FTP server that predates EPSV (RFC 2428) and SIZE (RFC 3659): pyftpdlib
+with both answered `502 Command not implemented`, as old partner servers do.
 Plain FTP, 127.0.0.1 only. Clients must fall back to PASV.
 usage: old_ftpd.py PORT ROOT_DIR USER PASSWORD [PASV_MIN PASV_MAX]"""
 import logging
@@ -15,6 +15,9 @@ pmin, pmax = (int(sys.argv[5]), int(sys.argv[6])) if len(sys.argv) > 6 else (300
 
 class NoEpsvHandler(FTPHandler):
     def ftp_EPSV(self, line):
+        self.respond("502 Command not implemented.")
+
+    def ftp_SIZE(self, path):
         self.respond("502 Command not implemented.")
 
 
