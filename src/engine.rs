@@ -5,7 +5,9 @@
 use crate::config::{Config, DeliveryConfig, EmptyPolicy};
 use crate::deliver::{self, DeliverError};
 use crate::destination::{self, Destination};
-use crate::store::{Batch, BatchState, CutRequest, PendingStats, SqliteStore, Store, StoreError};
+use crate::store::{
+    Batch, BatchState, CutRequest, PendingStats, SqliteStore, Store, StoreError, WorkLock,
+};
 use crate::trigger::{self, Fire, TriggerTarget};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -25,6 +27,8 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Deliver(#[from] DeliverError),
+    #[error("work lock beside the database: {0}")]
+    Lock(#[from] std::io::Error),
 }
 
 pub struct Engine {
@@ -277,6 +281,23 @@ impl Engine {
         let n = self.store.resume(delivery)?;
         self.work.notify_one();
         Ok(n)
+    }
+
+    /// Join the processes working on this store (see `store::WorkLock`).
+    /// When no other process is working (with `wait`: once none is),
+    /// batches a dead process left `assembling`/`delivering` are recovered
+    /// first. Hold the returned lock while assembling or delivering.
+    pub fn claim_work(&self, wait: bool) -> Result<(WorkLock, usize), EngineError> {
+        let (lock, recovered) =
+            WorkLock::acquire(&self.config.store.path, wait, || self.recover())?;
+        let recovered = recovered.unwrap_or(0);
+        if recovered > 0 {
+            tracing::warn!(
+                recovered,
+                "recovered batches interrupted by an earlier stop"
+            );
+        }
+        Ok((lock, recovered))
     }
 
     pub fn recover(&self) -> Result<usize, EngineError> {

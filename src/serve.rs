@@ -48,13 +48,7 @@ fn lock_store(db: &std::path::Path) -> anyhow::Result<std::fs::File> {
 pub async fn serve(engine: Arc<Engine>) -> anyhow::Result<()> {
     let _lock = lock_store(&engine.config.store.path)?;
     let e = engine.clone();
-    let recovered = tokio::task::spawn_blocking(move || e.recover()).await??;
-    if recovered > 0 {
-        tracing::warn!(
-            recovered,
-            "recovered batches interrupted by an earlier stop"
-        );
-    }
+    let (_work, _recovered) = tokio::task::spawn_blocking(move || e.claim_work(true)).await??;
     let listen = engine.config.server.listen.clone();
     let listener = tokio::net::TcpListener::bind(&listen)
         .await

@@ -389,3 +389,45 @@ fn check_refuses_unknown_placeholders_and_bad_headers() {
         assert!(err.contains(needle), "missing {needle:?}:\n{err}");
     }
 }
+
+#[test]
+fn a_killed_flush_is_recovered_by_the_next_flush_and_only_when_nobody_else_works() {
+    let key = unique("killed");
+    let slow = format!("{}/slow/20000?k={key}", base());
+    let ws = Workspace::new(&config(&slow, "timeout = \"60s\"", 100));
+    ws.enqueue_leads("h", 10);
+    // A flush stuck in a slow upload, killed with SIGKILL.
+    let mut child = std::process::Command::new(bin())
+        .arg("--config")
+        .arg(ws.config())
+        .args(["flush", "h"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn flush");
+    let seen = wait_for(std::time::Duration::from_secs(20), || {
+        (!requests(&key).is_empty() || slow_request_started(&ws)).then_some(())
+    });
+    assert!(seen.is_some(), "the slow upload never started");
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    let list = ws.json(&["batches", "list"], 0);
+    assert_eq!(list["batches"][0]["state"], "delivering", "{list}");
+    let id = list["batches"][0]["id"].as_str().expect("id").to_string();
+
+    // The next flush finds nobody else working: it recovers the batch and delivers it.
+    ws.write_config(&config(&format!("{}/ok?k={key}", base()), "", 100));
+    let out = ws.json(&["flush", "h"], 0);
+    assert_eq!(out["batches"], serde_json::json!([]), "{out}");
+    let out = ws.json(&["batches", "retry", &id], 0);
+    assert_eq!(out["batch"]["state"], "delivered", "{out}");
+    let show = ws.json(&["batches", "show", &id], 0);
+    assert!(show["events"].to_string().contains("recovered"), "{show}");
+}
+
+/// The slow route records a request only when it answers: look at the
+/// batch state instead.
+fn slow_request_started(ws: &Workspace) -> bool {
+    let list = ws.json(&["batches", "list"], 0);
+    list["batches"][0]["state"] == "delivering"
+}

@@ -166,6 +166,7 @@ pub fn run(engine: &Engine, cmd: &BatchesCommand, json: bool) -> anyhow::Result<
             }
         },
         BatchesCommand::Regenerate { id } => {
+            let (_work, _) = engine.claim_work(false)?;
             let b = engine.regenerate(id)?;
             let files = engine.store.files(&b)?;
             if json {
@@ -182,6 +183,7 @@ pub fn run(engine: &Engine, cmd: &BatchesCommand, json: bool) -> anyhow::Result<
             Ok(ExitCode::SUCCESS)
         }
         BatchesCommand::Retry { id, queue_only } => {
+            let (_work, _) = engine.claim_work(false)?;
             let b = engine.retry(id)?;
             if *queue_only {
                 println!("{}: queued for delivery by `consign serve`", b.id);

@@ -7,6 +7,8 @@ use crate::store::BatchState;
 use std::process::ExitCode;
 
 pub fn run(engine: &Engine, delivery: &str, deliver: bool, json: bool) -> anyhow::Result<ExitCode> {
+    // Recovers what a killed `flush` left behind, when nobody else is working.
+    let (_work, _) = engine.claim_work(false)?;
     let batches = engine.flush(delivery)?;
     if batches.is_empty() {
         if json {

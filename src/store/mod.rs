@@ -7,11 +7,13 @@
 
 mod schema;
 pub mod sqlite;
+mod worklock;
 
 use chrono::{DateTime, Utc};
 use std::fmt;
 
 pub use sqlite::SqliteStore;
+pub use worklock::WorkLock;
 
 /// Life-cycle state of a batch (see DESIGN.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
