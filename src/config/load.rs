@@ -676,7 +676,10 @@ impl<'r> Cx<'r> {
         if let Some(d) = &destination {
             let at = span_of(&["destination"]);
             for (key, message) in d.problems(self.base) {
-                self.push(&format!("{label}.destination.{key}"), at.clone(), message);
+                // Point at the key's own line when it is in the file.
+                let first = key.split('.').next().unwrap_or(&key);
+                let here = span_of(&["destination", first]).or_else(|| at.clone());
+                self.push(&format!("{label}.destination.{key}"), here, message);
             }
         }
         if let Some(DestinationConfig::Sftp(s)) = &destination {
