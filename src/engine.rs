@@ -5,6 +5,7 @@
 use crate::config::{Config, DeliveryConfig, EmptyPolicy};
 use crate::deliver::{self, DeliverError};
 use crate::destination::{self, Destination};
+use crate::script::{ScriptError, Scripts};
 use crate::store::{
     Batch, BatchState, CutRequest, PendingStats, SqliteStore, Store, StoreError, WorkLock,
 };
@@ -29,6 +30,8 @@ pub enum EngineError {
     Deliver(#[from] DeliverError),
     #[error("work lock beside the database: {0}")]
     Lock(#[from] std::io::Error),
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Scripts(Vec<ScriptError>),
 }
 
 pub struct Engine {
@@ -36,6 +39,8 @@ pub struct Engine {
     pub store: Arc<dyn Store>,
     spool_dir: PathBuf,
     destinations: HashMap<String, Arc<dyn Destination>>,
+    /// The active version of every Lua script the deliveries name.
+    pub scripts: Arc<Scripts>,
     /// Wakes the delivery worker (new ready batch, resume, retry).
     pub work: Arc<Notify>,
     /// Wakes each delivery's scheduler (new records, flush).
@@ -60,12 +65,18 @@ pub struct DeliveryStatus {
 }
 
 impl Engine {
+    /// Open the store and compile every script; a script that does not
+    /// compile is an error (there is no earlier version to fall back on).
     pub fn open(config: Config) -> Result<Engine, EngineError> {
+        let (scripts, errors) = Scripts::load(&config);
+        if !errors.is_empty() {
+            return Err(EngineError::Scripts(errors));
+        }
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.store.path)?);
-        Ok(Self::with_store(config, store))
+        Ok(Self::with_store(config, store, Arc::new(scripts)))
     }
 
-    pub fn with_store(config: Config, store: Arc<dyn Store>) -> Engine {
+    pub fn with_store(config: Config, store: Arc<dyn Store>, scripts: Arc<Scripts>) -> Engine {
         let destinations = config
             .deliveries
             .iter()
@@ -86,6 +97,7 @@ impl Engine {
             config,
             store,
             destinations,
+            scripts,
             work: Arc::new(Notify::new()),
             wake,
         }
@@ -157,7 +169,13 @@ impl Engine {
             return Ok(None);
         };
         tracing::info!(batch = %batch.id, delivery, records = batch.record_count, trigger = reason.as_str(), "batch cut");
-        let batch = deliver::assemble_batch(self.store.as_ref(), &batch, d, &self.spool_dir)?;
+        let batch = deliver::assemble_batch(
+            self.store.as_ref(),
+            &batch,
+            d,
+            &self.spool_dir,
+            &self.scripts,
+        )?;
         self.work.notify_one();
         Ok(Some(batch))
     }
@@ -198,6 +216,7 @@ impl Engine {
             d,
             dest.as_ref(),
             &self.spool_dir,
+            &self.scripts,
         )?)
     }
 
@@ -220,10 +239,12 @@ impl Engine {
             | BatchState::Failed
             | BatchState::Suspended
             | BatchState::RetryWait
+            | BatchState::Delayed
+            | BatchState::Skipped
             | BatchState::Delivered => {
                 // A fresh retry budget, except for a batch that is only
                 // waiting for its next attempt ("retry now").
-                if b.state != BatchState::RetryWait {
+                if !matches!(b.state, BatchState::RetryWait | BatchState::Delayed) {
                     self.store.reset_attempt_budget(&b)?;
                 }
                 // Redelivering a delivered batch sends every part again.
@@ -258,6 +279,7 @@ impl Engine {
             &b,
             d,
             &self.spool_dir,
+            &self.scripts,
         )?)
     }
 
@@ -305,6 +327,7 @@ impl Engine {
             self.store.as_ref(),
             &self.config.deliveries,
             &self.spool_dir,
+            &self.scripts,
         )?)
     }
 

@@ -12,6 +12,7 @@ pub mod destination;
 pub mod engine;
 pub mod intake;
 pub mod sample;
+pub mod script;
 pub mod serve;
 pub mod store;
 pub mod trigger;

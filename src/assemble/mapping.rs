@@ -80,7 +80,7 @@ impl Transform {
 /// Phone numbers keep only their digits; an extension (`x123`, `ext. 9`) is dropped.
 /// Only an `x`/`ext` after the number has started marks an extension, so
 /// labels such as "Fax 555…" or "Text 555…" keep their digits.
-fn digits_only(s: &str) -> String {
+pub(crate) fn digits_only(s: &str) -> String {
     let lower = s.to_ascii_lowercase();
     let start = lower
         .find(|c: char| c.is_ascii_digit())
@@ -137,6 +137,11 @@ impl<'a> RawRecord<'a> {
 
     pub fn entries(&self) -> impl Iterator<Item = (&str, &'a RawValue)> {
         self.fields.iter().map(|(k, v)| (k.as_ref(), *v))
+    }
+
+    /// The fields, keys borrowed from the input where they had no escapes.
+    pub fn into_entries(self) -> Vec<(Cow<'a, str>, &'a RawValue)> {
+        self.fields
     }
 
     fn get(&self, key: &str) -> Option<&'a RawValue> {

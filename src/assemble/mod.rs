@@ -136,6 +136,22 @@ pub fn check_layout(layout: &Layout) -> Vec<(String, String)> {
     out
 }
 
+/// The layout's output columns (name, source, built-in transforms).
+pub fn columns(layout: &Layout) -> Vec<mapping::Column> {
+    format::columns(layout)
+}
+
+/// The layout with every field read by its own name, untransformed: what
+/// the encoder uses after a Lua transform already produced the columns.
+pub fn identity_layout(layout: &Layout) -> Layout {
+    let mut plain = layout.clone();
+    for f in &mut plain.fields {
+        f.source = None;
+        f.transform.clear();
+    }
+    plain
+}
+
 /// Spool path of file `n` of a batch.
 pub fn spool_file(spool_dir: &Path, meta: &BatchMeta<'_>, n: u32) -> PathBuf {
     spool::spool_path(spool_dir, meta.delivery, meta.id, n)

@@ -87,6 +87,7 @@ pub fn load_str(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigEr
     };
     let mut store = StoreConfig::default();
     let mut server = ServerConfig::default();
+    let mut scripts = ScriptsConfig::default();
     let mut deliveries = Vec::new();
     for (key, value) in root.get_ref().iter() {
         match key.get_ref().as_ref() {
@@ -117,6 +118,11 @@ pub fn load_str(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigEr
                     server = s;
                 }
             }
+            "scripts" => {
+                if let Some(s) = cx.value::<ScriptsConfig>("scripts", value) {
+                    scripts = s;
+                }
+            }
             "delivery" => match value.get_ref() {
                 DeValue::Array(items) => {
                     for (i, item) in items.iter().enumerate() {
@@ -134,7 +140,8 @@ pub fn load_str(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigEr
             other => cx.push(
                 other,
                 Some(key.span()),
-                "unknown top-level key (expected `store`, `server` or `[[delivery]]`)".into(),
+                "unknown top-level key (expected `store`, `server`, `scripts` or `[[delivery]]`)"
+                    .into(),
             ),
         }
     }
@@ -161,7 +168,11 @@ pub fn load_str(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigEr
     };
     resolve(&mut store.path);
     resolve(&mut store.spool_dir);
+    resolve(&mut scripts.dir);
     for d in &mut deliveries {
+        if let Some(s) = d.scripts.as_mut() {
+            s.limits.get_or_insert(scripts.limits);
+        }
         match &mut d.destination {
             DestinationConfig::Local(l) => resolve(&mut l.dir),
             DestinationConfig::Ftp(f) => {
@@ -194,6 +205,7 @@ pub fn load_str(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigEr
         source: file.to_path_buf(),
         store,
         server,
+        scripts,
         deliveries,
     })
 }
@@ -324,6 +336,7 @@ impl<'r> Cx<'r> {
         let mut encryption = None;
         let mut destination = None;
         let mut retry = RetryConfig::default();
+        let mut scripts: Option<DeliveryScripts> = None;
         for (key, value) in table.iter() {
             let k = key.get_ref().as_ref();
             let path = format!("{label}.{k}");
@@ -342,10 +355,11 @@ impl<'r> Cx<'r> {
                 "encryption" => encryption = self.value::<EncryptionConfig>(&path, value),
                 "destination" => destination = self.value::<DestinationConfig>(&path, value),
                 "retry" => retry = self.value(&path, value).unwrap_or_default(),
+                "script" => scripts = self.value::<DeliveryScripts>(&path, value),
                 _ => self.push(
                     &path,
                     Some(key.span()),
-                    "unknown key (expected name, timezone, trigger, batch, file, csv, xml, json, fixed_width, field, manifest, encryption, destination, retry)".into(),
+                    "unknown key (expected name, timezone, trigger, batch, file, csv, xml, json, fixed_width, field, manifest, encryption, destination, retry, script)".into(),
                 ),
             }
         }
@@ -709,6 +723,47 @@ impl<'r> Cx<'r> {
         if self.errors.len() > errors_before {
             return None;
         }
+        if let Some(sc) = &scripts {
+            for (role, p) in sc.files() {
+                if !p.ends_with(".lua") || p.starts_with('/') || p.split('/').any(|c| c == "..") {
+                    self.push(
+                        &format!("{label}.script.{role}"),
+                        span_of(&["script", role]),
+                        format!(
+                            "{p:?}: name a .lua file inside the scripts folder (relative, no `..`)"
+                        ),
+                    );
+                }
+            }
+            if sc.batch_size == 0 || sc.batch_size > 1_000_000 {
+                self.push(
+                    &format!("{label}.script.batch_size"),
+                    span_of(&["script", "batch_size"]),
+                    "must be 1-1000000 records per call".into(),
+                );
+            }
+            if sc.transform.is_some() && sc.mode == TransformMode::InsteadOfMapping {
+                for (i, f) in layout.fields.iter().enumerate() {
+                    if f.source.is_some() || !f.transform.is_empty() {
+                        self.push(
+                            &format!("{label}.field[{i}]"),
+                            span_of(&["field"]),
+                            format!(
+                                "field {:?} has `source`/`transform`, but script.mode = \"instead_of_mapping\": the script replaces the mapping, so name the field as the script returns it (or use mode = \"after_mapping\")",
+                                f.name
+                            ),
+                        );
+                    }
+                }
+            }
+            if sc.transform.is_none() && sc.response.is_none() && sc.schedule.is_none() {
+                self.push(
+                    &format!("{label}.script"),
+                    span_of(&["script"]),
+                    "names no script: set transform, response and/or schedule".into(),
+                );
+            }
+        }
         Some(DeliveryConfig {
             name: name?,
             trigger,
@@ -717,6 +772,7 @@ impl<'r> Cx<'r> {
             encryption,
             destination: destination?,
             retry,
+            scripts,
         })
     }
 }

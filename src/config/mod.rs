@@ -5,12 +5,14 @@
 mod destination;
 mod layout;
 mod load;
+mod script;
 mod secret;
 mod units;
 
 pub use destination::*;
 pub use layout::*;
 pub use load::{load, load_str, ConfigError, ConfigErrors};
+pub use script::{DeliveryScripts, OnError, ScriptLimits, ScriptsConfig, TransformMode};
 pub use secret::{expand, Expanded, Secret};
 pub use units::{parse_duration, parse_size, ByteSize, HumanDuration};
 
@@ -26,6 +28,8 @@ pub struct Config {
     pub source: PathBuf,
     pub store: StoreConfig,
     pub server: ServerConfig,
+    /// `[scripts]`: the Lua scripts folder and default limits.
+    pub scripts: ScriptsConfig,
     pub deliveries: Vec<DeliveryConfig>,
 }
 
@@ -136,11 +140,24 @@ pub struct DeliveryConfig {
     pub encryption: Option<EncryptionConfig>,
     pub destination: DestinationConfig,
     pub retry: RetryConfig,
+    /// `[delivery.script]`: Lua transform, response handler, schedule hook.
+    pub scripts: Option<DeliveryScripts>,
 }
 
 impl DeliveryConfig {
     pub fn zone(&self) -> chrono_tz::Tz {
         self.layout.timezone.0
+    }
+
+    /// The script named for `role` (`transform`, `response`, `schedule`).
+    pub fn script(&self, role: &str) -> Option<&str> {
+        let s = self.scripts.as_ref()?;
+        match role {
+            "transform" => s.transform.as_deref(),
+            "response" => s.response.as_deref(),
+            "schedule" => s.schedule.as_deref(),
+            _ => None,
+        }
     }
 }
 

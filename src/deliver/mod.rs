@@ -8,6 +8,9 @@ use crate::assemble::verify::Problem;
 use crate::assemble::{self, BatchMeta};
 use crate::config::{DeliveryConfig, Layout};
 use crate::destination::{Destination, DestinationError, ErrorClass, OutgoingFile, Shipment};
+use crate::script::response::{self, Action};
+use crate::script::transform::{TransformStep, Transformed};
+use crate::script::Scripts;
 use crate::store::{Batch, BatchState, Store, StoreError};
 use chrono::Utc;
 use retry::Decision;
@@ -70,21 +73,63 @@ fn meta(batch: &Batch) -> BatchMeta<'_> {
     }
 }
 
-/// Build a batch's files from its stored records with its snapshot layout.
+/// Build a batch's files from its stored records with its snapshot layout,
+/// through the delivery's Lua transform when it has one (the version active
+/// now is used for the whole batch and recorded with it).
 fn build(
     store: &dyn Store,
     batch: &Batch,
     delivery: &DeliveryConfig,
     spool_dir: &Path,
+    scripts: &Scripts,
 ) -> Result<assemble::Assembled, assemble::AssembleError> {
     let layout = layout_of(batch, delivery)?;
-    let built = assemble::assemble(
-        &StoreRecords { store, batch },
-        &meta(batch),
-        &layout,
-        delivery.encryption.as_ref(),
-        spool_dir,
-    )?;
+    let source = StoreRecords { store, batch };
+    let step = match (delivery.script("transform"), delivery.scripts.as_ref()) {
+        (Some(path), Some(cfg)) => {
+            let script = scripts.get(path).ok_or_else(|| assemble::AssembleError::Layout {
+                batch: batch.id.clone(),
+                message: format!(
+                    "transform script {path} is not loaded (it failed to compile; see `consign status`)"
+                ),
+            })?;
+            Some(TransformStep::new(
+                script,
+                cfg,
+                cfg.limits.unwrap_or_default(),
+                assemble::columns(&layout),
+                &delivery.name,
+                &batch.id,
+            ))
+        }
+        _ => None,
+    };
+    let mut built = match &step {
+        None => assemble::assemble(
+            &source,
+            &meta(batch),
+            &layout,
+            delivery.encryption.as_ref(),
+            spool_dir,
+        )?,
+        Some(step) => {
+            let transformed = Transformed::new(&source, step);
+            let mut built = assemble::assemble(
+                &transformed,
+                &meta(batch),
+                &assemble::identity_layout(&layout),
+                delivery.encryption.as_ref(),
+                spool_dir,
+            )?;
+            built.rejected.extend(transformed.rejected());
+            built.rejected.sort_by_key(|r| r.record);
+            if let Err(e) = store.record_components(batch, &step.script().components()) {
+                tracing::warn!(batch = %batch.id, "could not record the transform script's hash: {e}");
+            }
+            built
+        }
+    };
+    built.rejected.dedup_by_key(|r| r.record);
     let read: u64 = built
         .files
         .iter()
@@ -113,8 +158,9 @@ pub fn assemble_batch(
     batch: &Batch,
     delivery: &DeliveryConfig,
     spool_dir: &Path,
+    scripts: &Scripts,
 ) -> Result<Batch, DeliverError> {
-    match build(store, batch, delivery, spool_dir) {
+    match build(store, batch, delivery, spool_dir, scripts) {
         Ok(built) => {
             store.set_files(batch, &built.files, &built.rejected)?;
             let data: Vec<_> = built.files.iter().filter(|f| f.kind == "data").collect();
@@ -147,6 +193,7 @@ pub fn regenerate(
     batch: &Batch,
     delivery: &DeliveryConfig,
     spool_dir: &Path,
+    scripts: &Scripts,
 ) -> Result<Batch, DeliverError> {
     let b = store.transition(
         batch,
@@ -155,11 +202,11 @@ pub fn regenerate(
         None,
     )?;
     if batch.state != BatchState::Delivered {
-        return assemble_batch(store, &b, delivery, spool_dir);
+        return assemble_batch(store, &b, delivery, spool_dir, scripts);
     }
     // A delivered batch is rebuilt for inspection only: it goes straight back
     // to `delivered` (never through `ready`, where a worker would send it again).
-    let built = match build(store, &b, delivery, spool_dir) {
+    let built = match build(store, &b, delivery, spool_dir, scripts) {
         Ok(built) => built,
         Err(e) => {
             store.transition(
@@ -214,12 +261,14 @@ fn outgoing(
     batch: &Batch,
     delivery: &DeliveryConfig,
     spool_dir: &Path,
+    scripts: &Scripts,
 ) -> Result<Vec<OutgoingFile>, DestinationError> {
     let perm = |m: String| DestinationError::new(ErrorClass::Permanent, m);
     let mut check = verify(store, batch, delivery, spool_dir).map_err(|e| perm(e.to_string()))?;
     if let Some(p) = check.as_ref().err().filter(|p| p.changed) {
         tracing::warn!(batch = %batch.id, "spool files missing or changed ({}); rebuilding from stored records", p.message);
-        let built = build(store, batch, delivery, spool_dir).map_err(|e| perm(e.to_string()))?;
+        let built =
+            build(store, batch, delivery, spool_dir, scripts).map_err(|e| perm(e.to_string()))?;
         store
             .set_files(batch, &built.files, &built.rejected)
             .map_err(|e| perm(e.to_string()))?;
@@ -256,6 +305,7 @@ pub fn attempt(
     delivery: &DeliveryConfig,
     dest: &dyn Destination,
     spool_dir: &Path,
+    scripts: &Scripts,
 ) -> Result<Option<Batch>, DeliverError> {
     if let Some(s) = store.suspension(&delivery.name)? {
         tracing::debug!(delivery = %delivery.name, reason = %s.reason, "delivery suspended; batch waits");
@@ -285,7 +335,7 @@ pub fn attempt(
             tracing::warn!(batch = %batch.id, part, "could not record an accepted part: {e}");
         }
     };
-    let result = outgoing(store, &batch, delivery, spool_dir).and_then(|files| {
+    let result = outgoing(store, &batch, delivery, spool_dir, scripts).and_then(|files| {
         // Read after `outgoing`: a spool rebuild may have reset what was accepted.
         let already = store
             .delivered_parts(&batch)
@@ -324,21 +374,14 @@ pub fn attempt(
     if !went.is_empty() {
         store.mark_parts_delivered(&batch, went)?;
     }
-    match result {
-        Ok(receipt) => {
-            store.finish_attempt(&batch, number, "delivered", None, Some(&receipt.detail))?;
-            tracing::info!(batch = %batch.id, delivery = %delivery.name, attempt = number, "delivered: {}", receipt.detail);
-            let done = store.transition(&batch, BatchState::Delivered, &receipt.detail, None)?;
-            // Delivered: the spool copy is no longer needed (a redelivery
-            // rebuilds from the stored records while they are retained).
-            let dir = spool_dir.join(&delivery.name).join(&batch.id);
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                tracing::debug!(dir = %dir.display(), "could not remove spool directory: {e}");
-            }
-            Ok(Some(done))
+    let now = Utc::now();
+    let action = judge(store, &batch, delivery, dest, scripts, number, &result, now);
+    let verdict = match (result, action) {
+        (Ok(receipt), Action::Default | Action::Success) => Verdict::Delivered(receipt.detail),
+        (Err(err), Action::Success) => {
+            Verdict::Delivered(format!("accepted by the response handler despite: {err}"))
         }
-        Err(err) => {
-            let now = Utc::now();
+        (Err(err), Action::Default) => {
             let used = number.saturating_sub(batch.attempt_base);
             let decision =
                 match retry::decide(&delivery.retry, err.class, used, now, rand::random::<f64>()) {
@@ -351,28 +394,10 @@ pub fn attempt(
                     other => other,
                 };
             let message = err.to_string();
-            store.finish_attempt(&batch, number, err.class.as_str(), Some(&message), None)?;
-            tracing::warn!(batch = %batch.id, delivery = %delivery.name, attempt = number, "attempt failed: {message}");
-            let next = match decision {
-                Decision::RetryAt(at) => store.transition(
-                    &batch,
-                    BatchState::RetryWait,
-                    &format!(
-                        "attempt {number} failed ({message}); retry at {}",
-                        at.to_rfc3339()
-                    ),
-                    Some(at),
-                )?,
-                Decision::Suspend => {
-                    store.suspend(&delivery.name, &message, now)?;
-                    tracing::error!(delivery = %delivery.name, "delivery SUSPENDED: {message}; resume with `consign deliveries resume {}`", delivery.name);
-                    store.transition(
-                        &batch,
-                        BatchState::Suspended,
-                        &format!("delivery suspended: {message}"),
-                        None,
-                    )?
-                }
+            let outcome = err.class.as_str();
+            match decision {
+                Decision::RetryAt(at) => Verdict::RetryAt(at, outcome.into(), message),
+                Decision::Suspend => Verdict::Suspend(outcome.into(), message),
                 Decision::Manual => {
                     let why = if matches!(
                         err.class,
@@ -382,12 +407,258 @@ pub fn attempt(
                     } else {
                         format!("needs an operator: {message}")
                     };
-                    tracing::error!(batch = %batch.id, "batch moved to manual queue: {why}");
-                    store.transition(&batch, BatchState::Manual, &why, None)?
+                    Verdict::Manual(outcome.into(), message, why)
                 }
-            };
-            Ok(Some(next))
+            }
         }
+        (result, action) => {
+            let what = match &result {
+                Ok(r) => format!("delivered ({})", r.detail),
+                Err(e) => e.to_string(),
+            };
+            let class = result.as_ref().err().map(|e| e.class);
+            scripted(delivery, &batch, number, now, class, what, action)
+        }
+    };
+    Ok(Some(settle(
+        store, &batch, delivery, spool_dir, number, verdict,
+    )?))
+}
+
+/// How an attempt ends.
+enum Verdict {
+    Delivered(String),
+    /// (time, outcome, message)
+    RetryAt(chrono::DateTime<Utc>, String, String),
+    Delayed(chrono::DateTime<Utc>, String),
+    /// (outcome, message)
+    Suspend(String, String),
+    /// (outcome, message, why)
+    Manual(String, String, String),
+    Failed(String),
+    Skipped(String),
+    /// Delivered, but the partner refused these records: they are queued again.
+    Partial(Vec<i64>, String),
+}
+
+/// Ask the delivery's response handler (if any) what to make of an attempt.
+/// A handler that fails or is not loaded leaves the decision to the
+/// built-in rules.
+#[allow(clippy::too_many_arguments)]
+fn judge(
+    store: &dyn Store,
+    batch: &Batch,
+    delivery: &DeliveryConfig,
+    dest: &dyn Destination,
+    scripts: &Scripts,
+    number: u32,
+    result: &Result<crate::destination::Receipt, DestinationError>,
+    now: chrono::DateTime<Utc>,
+) -> Action {
+    let (Some(path), Some(cfg)) = (delivery.script("response"), delivery.scripts.as_ref()) else {
+        return Action::Default;
+    };
+    let Some(script) = scripts.get(path) else {
+        tracing::error!(delivery = %delivery.name, script = path, "response handler is not loaded; using the built-in rules");
+        return Action::Default;
+    };
+    let (ok, class, message, reply) = match result {
+        Ok(r) => (true, None, r.detail.clone(), r.reply.clone()),
+        Err(e) => (
+            false,
+            Some(e.class.as_str()),
+            e.message.clone(),
+            e.reply.as_deref().cloned(),
+        ),
+    };
+    let describe = dest.describe();
+    let outcome = response::Outcome {
+        ok,
+        class,
+        message: &message,
+        reply: reply.as_ref(),
+        attempt: number,
+        batch_id: &batch.id,
+        delivery: &delivery.name,
+        record_count: batch.record_count,
+        destination: &describe,
+        zone: delivery.zone(),
+        now,
+    };
+    if let Err(e) = store.record_components(batch, &script.components()) {
+        tracing::warn!(batch = %batch.id, "could not record the response handler's hash: {e}");
+    }
+    match response::handle(&script, &cfg.limits.unwrap_or_default(), &outcome) {
+        Ok(a) => {
+            if a != Action::Default {
+                tracing::info!(batch = %batch.id, script = path, "response handler: {a:?}");
+            }
+            a
+        }
+        Err(e) => {
+            tracing::error!(batch = %batch.id, script = path, "response handler failed; using the built-in rules: {e}");
+            Action::Default
+        }
+    }
+}
+
+/// The verdict for an action a response handler chose.
+fn scripted(
+    delivery: &DeliveryConfig,
+    batch: &Batch,
+    number: u32,
+    now: chrono::DateTime<Utc>,
+    class: Option<ErrorClass>,
+    what: String,
+    action: Action,
+) -> Verdict {
+    let by = |m: &str| format!("response handler: {m} (attempt said: {what})");
+    match action {
+        Action::Default | Action::Success => Verdict::Delivered(what),
+        Action::Retry(after) => {
+            let used = number.saturating_sub(batch.attempt_base);
+            let class = class.unwrap_or(ErrorClass::Transient);
+            let class = if matches!(class, ErrorClass::Connect | ErrorClass::Timeout) {
+                class
+            } else {
+                ErrorClass::Transient
+            };
+            match retry::decide(&delivery.retry, class, used, now, rand::random::<f64>()) {
+                Decision::RetryAt(at) => {
+                    let at = after
+                        .and_then(|a| chrono::Duration::from_std(a).ok())
+                        .map_or(at, |a| now + a);
+                    Verdict::RetryAt(at, "retry".into(), by("retry"))
+                }
+                _ => Verdict::Manual(
+                    "retry".into(),
+                    by("retry"),
+                    format!("retries exhausted after {used} attempts; {}", by("retry")),
+                ),
+            }
+        }
+        Action::DelayUntil(at) => Verdict::Delayed(at, by(&format!("delay until {}", at.to_rfc3339()))),
+        Action::Skip(r) => Verdict::Skipped(by(&format!("skip: {r}"))),
+        Action::Reformat(r) => Verdict::Manual(
+            "reformat".into(),
+            by(&format!("reformat: {r}")),
+            format!("REFORMAT requested by the partner: {r} (fix the layout or script, then `consign batches regenerate {}` and `retry`)", batch.id),
+        ),
+        Action::Suspend(r) => Verdict::Suspend("suspend".into(), by(&format!("suspend: {r}"))),
+        Action::Fail(r) => Verdict::Failed(by(&format!("fail: {r}"))),
+        Action::Partial { failed, reason } => Verdict::Partial(failed, reason),
+    }
+}
+
+/// Record the attempt's end and move the batch to its next state.
+fn settle(
+    store: &dyn Store,
+    batch: &Batch,
+    delivery: &DeliveryConfig,
+    spool_dir: &Path,
+    number: u32,
+    verdict: Verdict,
+) -> Result<Batch, DeliverError> {
+    let now = Utc::now();
+    let delivered = |detail: &str| -> Result<Batch, DeliverError> {
+        store.finish_attempt(batch, number, "delivered", None, Some(detail))?;
+        tracing::info!(batch = %batch.id, delivery = %delivery.name, attempt = number, "delivered: {detail}");
+        let done = store.transition(batch, BatchState::Delivered, detail, None)?;
+        // Delivered: the spool copy is no longer needed (a redelivery
+        // rebuilds from the stored records while they are retained).
+        let dir = spool_dir.join(&delivery.name).join(&batch.id);
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            tracing::debug!(dir = %dir.display(), "could not remove spool directory: {e}");
+        }
+        Ok(done)
+    };
+    Ok(match verdict {
+        Verdict::Delivered(detail) => delivered(&detail)?,
+        Verdict::Partial(ids, reason) => {
+            let requeued = requeue(store, batch, &ids)?;
+            let detail = format!(
+                "delivered; the partner refused {} record(s) ({reason}): {}; queued again as new record(s) {}",
+                ids.len(),
+                preview_ids(&ids),
+                preview_ids(&requeued)
+            );
+            tracing::warn!(batch = %batch.id, "{detail}");
+            delivered(&detail)?
+        }
+        Verdict::RetryAt(at, outcome, message) => {
+            store.finish_attempt(batch, number, &outcome, Some(&message), None)?;
+            tracing::warn!(batch = %batch.id, delivery = %delivery.name, attempt = number, "attempt failed: {message}");
+            store.transition(
+                batch,
+                BatchState::RetryWait,
+                &format!(
+                    "attempt {number} failed ({message}); retry at {}",
+                    at.to_rfc3339()
+                ),
+                Some(at),
+            )?
+        }
+        Verdict::Delayed(at, message) => {
+            store.finish_attempt(batch, number, "delayed", Some(&message), None)?;
+            // A quota pause is not a failure: it does not use up retries.
+            store.reset_attempt_budget(batch)?;
+            tracing::warn!(batch = %batch.id, delivery = %delivery.name, "delayed until {}: {message}", at.to_rfc3339());
+            store.transition(batch, BatchState::Delayed, &message, Some(at))?
+        }
+        Verdict::Suspend(outcome, message) => {
+            store.finish_attempt(batch, number, &outcome, Some(&message), None)?;
+            store.suspend(&delivery.name, &message, now)?;
+            tracing::error!(delivery = %delivery.name, "delivery SUSPENDED: {message}; resume with `consign deliveries resume {}`", delivery.name);
+            store.transition(
+                batch,
+                BatchState::Suspended,
+                &format!("delivery suspended: {message}"),
+                None,
+            )?
+        }
+        Verdict::Manual(outcome, message, why) => {
+            store.finish_attempt(batch, number, &outcome, Some(&message), None)?;
+            tracing::error!(batch = %batch.id, "batch moved to manual queue: {why}");
+            store.transition(batch, BatchState::Manual, &why, None)?
+        }
+        Verdict::Failed(message) => {
+            store.finish_attempt(batch, number, "failed", Some(&message), None)?;
+            tracing::error!(batch = %batch.id, "batch failed: {message}");
+            store.transition(batch, BatchState::Failed, &message, None)?
+        }
+        Verdict::Skipped(message) => {
+            store.finish_attempt(batch, number, "skipped", Some(&message), None)?;
+            tracing::warn!(batch = %batch.id, "batch skipped: {message}");
+            store.transition(batch, BatchState::Skipped, &message, None)?
+        }
+    })
+}
+
+/// Queue records of `batch` again (as new records of its delivery).
+fn requeue(store: &dyn Store, batch: &Batch, ids: &[i64]) -> Result<Vec<i64>, DeliverError> {
+    let wanted: std::collections::HashSet<i64> = ids.iter().copied().collect();
+    let mut payloads = Vec::new();
+    store.for_each_record(batch, &mut |id, payload| {
+        if wanted.contains(&id) {
+            payloads.push(payload.to_string());
+        }
+        Ok(())
+    })?;
+    if payloads.len() != wanted.len() {
+        tracing::warn!(batch = %batch.id, "the response handler named {} record id(s) that are not in this batch; they are ignored", wanted.len() - payloads.len());
+    }
+    if payloads.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(store.enqueue(&batch.delivery, payloads)?)
+}
+
+fn preview_ids(ids: &[i64]) -> String {
+    let shown: Vec<String> = ids.iter().take(20).map(|i| i.to_string()).collect();
+    if ids.len() > 20 {
+        format!("{} … ({} in all)", shown.join(", "), ids.len())
+    } else {
+        shown.join(", ")
     }
 }
 
@@ -398,6 +669,7 @@ pub fn recover(
     store: &dyn Store,
     deliveries: &[DeliveryConfig],
     spool_dir: &Path,
+    scripts: &Scripts,
 ) -> Result<usize, DeliverError> {
     let mut n = 0;
     for b in store.batches_in(&[BatchState::Assembling, BatchState::Delivering])? {
@@ -413,7 +685,7 @@ pub fn recover(
                     "recovered after restart: reassembling",
                     None,
                 )?;
-                assemble_batch(store, &b, d, spool_dir)?;
+                assemble_batch(store, &b, d, spool_dir, scripts)?;
             }
             _ => {
                 store.transition(

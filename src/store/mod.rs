@@ -28,10 +28,12 @@ pub enum BatchState {
     Manual,
     Failed,
     Skipped,
+    /// The partner asked to wait (quota): delivered again at `next_attempt_at`.
+    Delayed,
 }
 
 impl BatchState {
-    pub const ALL: [BatchState; 9] = [
+    pub const ALL: [BatchState; 10] = [
         BatchState::Assembling,
         BatchState::Ready,
         BatchState::Delivering,
@@ -41,6 +43,7 @@ impl BatchState {
         BatchState::Manual,
         BatchState::Failed,
         BatchState::Skipped,
+        BatchState::Delayed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,6 +57,7 @@ impl BatchState {
             BatchState::Manual => "manual",
             BatchState::Failed => "failed",
             BatchState::Skipped => "skipped",
+            BatchState::Delayed => "delayed",
         }
     }
 
@@ -81,6 +85,12 @@ impl BatchState {
                 | (RetryWait, Delivering)
                 | (RetryWait, Suspended)
                 | (RetryWait, Ready)
+                | (Delivering, Delayed)
+                | (Delayed, Delivering)
+                | (Delayed, Suspended)
+                | (Delayed, Ready)
+                | (Delayed, Assembling)
+                | (Skipped, Ready)
                 | (Suspended, Ready)
                 | (Manual, Ready)
                 | (Failed, Ready)

@@ -492,7 +492,7 @@ impl Store for SqliteStore {
             }
             let now = millis(Utc::now());
             let error = match to {
-                BatchState::RetryWait | BatchState::Manual | BatchState::Failed | BatchState::Suspended => Some(detail),
+                BatchState::RetryWait | BatchState::Delayed | BatchState::Manual | BatchState::Failed | BatchState::Suspended => Some(detail),
                 BatchState::Delivered => None,
                 _ => current.last_error.as_deref(),
             };
@@ -638,7 +638,7 @@ impl Store for SqliteStore {
     fn due(&self, now: DateTime<Utc>) -> Result<Vec<Batch>> {
         self.with(|c| {
             let mut stmt = c.prepare(&format!(
-                "SELECT {BATCH_COLS} FROM batches WHERE state = 'ready' OR (state = 'retry_wait' AND next_attempt_at <= ?1) ORDER BY rowid"
+                "SELECT {BATCH_COLS} FROM batches WHERE state = 'ready' OR (state IN ('retry_wait', 'delayed') AND next_attempt_at <= ?1) ORDER BY rowid"
             ))?;
             let rows = stmt.query_map([millis(now)], row_to_batch)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -648,7 +648,7 @@ impl Store for SqliteStore {
     fn next_retry_at(&self) -> Result<Option<DateTime<Utc>>> {
         self.with(|c| {
             let t: Option<i64> = c.query_row(
-                "SELECT min(next_attempt_at) FROM batches WHERE state = 'retry_wait'",
+                "SELECT min(next_attempt_at) FROM batches WHERE state IN ('retry_wait', 'delayed')",
                 [],
                 |r| r.get(0),
             )?;

@@ -1,0 +1,454 @@
+//! The transform hook in assembly: records go to Lua `batch_size` at a time
+//! (one Rust→Lua crossing per chunk; a per-record `transform` is driven by a
+//! loop inside Lua), come back as JSON text, and flow on to the encoder.
+//! Dropped and failed records become the batch's rejected list with the
+//! reason (and the script line); with `on_error = "fail_batch"` the first
+//! error fails the batch instead.
+
+use super::{value, Script, ScriptError};
+use crate::assemble::mapping::{Column, JsonValue, RawRecord};
+use crate::assemble::RecordSource;
+use crate::config::{DeliveryScripts, OnError, ScriptLimits, TransformMode};
+use crate::store::Rejection;
+use mlua::{Function, Lua, Table, Value};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::sync::Arc;
+
+/// The Lua side: runs the user's `transform_batch` once, or `transform`
+/// for each record under `xpcall`, and reports results, drop reasons and
+/// errors per position.
+const DRIVER: &str = r#"
+local rawget, xpcall = rawget, xpcall
+return function(records, ids, n, ctx, traceback)
+  local out, why, errs = {}, {}, {}
+  local batch = rawget(_G, "transform_batch")
+  if batch then
+    ctx.ids = ids
+    local ok, res = xpcall(batch, traceback, records, ctx)
+    if not ok then return nil, nil, nil, res end
+    res = res or records
+    for i = 1, n do
+      local r = res[i]
+      if r then out[i] = r else out[i] = false; why[i] = ctx.reasons[i] or "dropped by transform_batch" end
+    end
+    return out, why, errs
+  end
+  local fn = rawget(_G, "transform")
+  for i = 1, n do
+    ctx.record_id = ids[i]
+    local ok, r, reason = xpcall(fn, traceback, records[i], ctx)
+    if not ok then
+      out[i] = false; errs[i] = r
+    elseif not r then
+      out[i] = false; why[i] = reason or "dropped by transform (no reason given)"
+    else
+      out[i] = r
+    end
+  end
+  return out, why, errs
+end
+"#;
+
+/// What a transform needs for one batch.
+pub struct TransformStep {
+    script: Arc<Script>,
+    limits: ScriptLimits,
+    on_error: OnError,
+    batch_size: usize,
+    /// After-mapping mode: the layout's columns; empty = the record as it is.
+    columns: Vec<Column>,
+    delivery: String,
+    batch_id: String,
+}
+
+impl TransformStep {
+    pub fn new(
+        script: Arc<Script>,
+        cfg: &DeliveryScripts,
+        limits: ScriptLimits,
+        columns: Vec<Column>,
+        delivery: &str,
+        batch_id: &str,
+    ) -> TransformStep {
+        TransformStep {
+            script,
+            limits,
+            on_error: cfg.on_error,
+            batch_size: cfg.batch_size.max(1),
+            columns: if cfg.mode == TransformMode::AfterMapping {
+                columns
+            } else {
+                Vec::new()
+            },
+            delivery: delivery.to_string(),
+            batch_id: batch_id.to_string(),
+        }
+    }
+
+    pub fn script(&self) -> &Arc<Script> {
+        &self.script
+    }
+
+    /// Transform `chunk`; kept records go to `emit`, the others to `rejected`.
+    fn chunk(
+        &self,
+        chunk: &[(i64, String)],
+        rejected: &mut Vec<Rejection>,
+        emit: &mut dyn FnMut(i64, &str) -> Result<(), String>,
+    ) -> Result<(), String> {
+        match self.run(chunk) {
+            Ok(results) => {
+                for ((id, _), r) in chunk.iter().zip(results) {
+                    match r {
+                        Outcome::Kept(json) => emit(*id, &json)?,
+                        Outcome::Dropped(why) => rejected.push(Rejection {
+                            record: *id,
+                            reason: format!("dropped by transform: {why}"),
+                        }),
+                        Outcome::Failed(err) => {
+                            if self.on_error == OnError::FailBatch {
+                                return Err(format!("record {id}: transform failed: {err}"));
+                            }
+                            rejected.push(Rejection {
+                                record: *id,
+                                reason: format!("transform error: {err}"),
+                            });
+                        }
+                    }
+                }
+                Ok(())
+            }
+            // The whole call failed (a limit, or transform_batch raised).
+            Err(e) => {
+                if chunk.len() > 1 && !self.has_batch_fn() {
+                    // Find the record(s) at fault: one at a time.
+                    for one in chunk.chunks(1) {
+                        self.chunk(one, rejected, emit)?;
+                    }
+                    return Ok(());
+                }
+                let msg = match &e {
+                    ScriptError::Runtime { message, .. } => first_line(message),
+                    other => other.to_string(),
+                };
+                if self.on_error == OnError::FailBatch {
+                    return Err(format!("transform failed: {msg}"));
+                }
+                for (id, _) in chunk {
+                    rejected.push(Rejection {
+                        record: *id,
+                        reason: format!("transform error: {msg}"),
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn has_batch_fn(&self) -> bool {
+        self.script
+            .with_vm(&self.limits, |lua| {
+                Ok(matches!(
+                    lua.globals().raw_get::<Value>("transform_batch")?,
+                    Value::Function(_)
+                ))
+            })
+            .unwrap_or(false)
+    }
+
+    /// One Lua call for the whole chunk.
+    fn run(&self, chunk: &[(i64, String)]) -> Result<Vec<Outcome>, ScriptError> {
+        self.script.with_vm(&self.limits, |lua| {
+            let driver = driver(lua)?;
+            let n = chunk.len();
+            let records = lua.create_table_with_capacity(n, 0)?;
+            let ids = lua.create_table_with_capacity(n, 0)?;
+            let mut views: Vec<Option<View<'_>>> = Vec::with_capacity(n);
+            for (i, (id, payload)) in chunk.iter().enumerate() {
+                ids.raw_set(i + 1, *id)?;
+                match View::new(payload, &self.columns) {
+                    Ok(view) => {
+                        records.raw_set(i + 1, view.to_lua(lua)?)?;
+                        views.push(Some(view));
+                    }
+                    Err(_) => {
+                        records.raw_set(i + 1, false)?;
+                        views.push(None);
+                    }
+                }
+            }
+            let ctx = lua.create_table()?;
+            ctx.raw_set("delivery", self.delivery.as_str())?;
+            ctx.raw_set("batch_id", self.batch_id.as_str())?;
+            ctx.raw_set("reasons", lua.create_table()?)?;
+            let traceback = lua.create_function(|lua, msg: Value| {
+                let text = match &msg {
+                    Value::String(s) => s.to_string_lossy(),
+                    Value::Nil => "nil".to_string(),
+                    other => format!("error object of type {}", other.type_name()),
+                };
+                Ok(lua.traceback(Some(&text), 1)?.to_string_lossy())
+            })?;
+            let (out, why, errs, whole): (Option<Table>, Option<Table>, Option<Table>, Value) =
+                driver.call((records, ids, n, ctx, traceback))?;
+            if let Value::String(e) = whole {
+                return Err(mlua::Error::runtime(e.to_string_lossy()));
+            }
+            let (Some(out), Some(why), Some(errs)) = (out, why, errs) else {
+                return Err(mlua::Error::runtime("transform driver returned nothing"));
+            };
+            let mut results = Vec::with_capacity(n);
+            for (i, view) in views.iter().enumerate() {
+                let Some(view) = view else {
+                    results.push(Outcome::Failed("the stored record is not a JSON object".into()));
+                    continue;
+                };
+                if let Some(e) = errs.raw_get::<Option<mlua::LuaString>>(i + 1)? {
+                    let e = e.to_string_lossy();
+                    tracing::debug!(script = %self.script.path, record = chunk[i].0, "transform error: {e}");
+                    results.push(Outcome::Failed(first_line(&e)));
+                    continue;
+                }
+                match out.raw_get::<Value>(i + 1)? {
+                    Value::Table(t) => {
+                        let mut json = String::with_capacity(chunk[i].1.len() + 16);
+                        match view.write(lua, &mut json, &t) {
+                            Ok(()) => results.push(Outcome::Kept(json)),
+                            Err(e) => results.push(Outcome::Failed(format!(
+                                "{}: the returned record cannot be written: {e}",
+                                self.script.path
+                            ))),
+                        }
+                    }
+                    Value::Boolean(false) | Value::Nil => {
+                        let reason = match why.raw_get::<Value>(i + 1)? {
+                            Value::String(s) => s.to_string_lossy(),
+                            Value::Nil => "no reason given".into(),
+                            other => format!("{other:?}"),
+                        };
+                        results.push(Outcome::Dropped(reason));
+                    }
+                    other => results.push(Outcome::Failed(format!(
+                        "{}: transform returned a {} (expected the record table, or nil and a reason to drop it)",
+                        self.script.path,
+                        other.type_name()
+                    ))),
+                }
+            }
+            Ok(results)
+        })
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").trim().to_string()
+}
+
+fn driver(lua: &Lua) -> mlua::Result<Function> {
+    let reg = "consign.transform_driver";
+    if let Ok(f) = lua.named_registry_value::<Function>(reg) {
+        return Ok(f);
+    }
+    let f: Function = lua
+        .load(DRIVER)
+        .set_name("=consign-transform-driver")
+        .call(())?;
+    lua.set_named_registry_value(reg, f.clone())?;
+    Ok(f)
+}
+
+enum Outcome {
+    Kept(String),
+    Dropped(String),
+    Failed(String),
+}
+
+/// A record as the script sees it: (key, original raw JSON if any, value).
+struct View<'a> {
+    fields: Vec<(Cow<'a, str>, Field<'a>)>,
+}
+
+enum Field<'a> {
+    Raw(&'a RawValue),
+    Text(Cow<'a, str>),
+    Missing,
+}
+
+impl<'a> View<'a> {
+    fn new(payload: &'a str, columns: &'a [Column]) -> Result<View<'a>, serde_json::Error> {
+        let rec = RawRecord::parse(payload)?;
+        let fields = if columns.is_empty() {
+            rec.into_entries()
+                .into_iter()
+                .map(|(k, v)| (k, Field::Raw(v)))
+                .collect()
+        } else {
+            columns
+                .iter()
+                .map(|c| {
+                    let f = match c.json_value(&rec) {
+                        JsonValue::Raw(r) => Field::Raw(r),
+                        JsonValue::Text(t) => Field::Text(t),
+                        JsonValue::Missing => Field::Missing,
+                    };
+                    (Cow::Borrowed(c.name.as_str()), f)
+                })
+                .collect()
+        };
+        Ok(View { fields })
+    }
+
+    fn to_lua(&self, lua: &Lua) -> mlua::Result<Table> {
+        let t = lua.create_table_with_capacity(0, self.fields.len())?;
+        for (k, f) in &self.fields {
+            match f {
+                Field::Raw(r) => t.raw_set(k.as_ref(), value::raw_to_lua(lua, r)?)?,
+                Field::Text(s) => t.raw_set(k.as_ref(), s.as_ref())?,
+                Field::Missing => {}
+            }
+        }
+        Ok(t)
+    }
+
+    /// The returned table as a JSON object: the original keys first in their
+    /// order (values the script left alone keep their exact text), then
+    /// keys the script added, sorted.
+    fn write(&self, lua: &Lua, out: &mut String, t: &Table) -> Result<(), String> {
+        out.push('{');
+        let mut first = true;
+        let mut sep = |out: &mut String| {
+            if !std::mem::take(&mut first) {
+                out.push(',');
+            }
+        };
+        for (k, f) in &self.fields {
+            let v: Value = t.raw_get(k.as_ref()).map_err(|e| e.to_string())?;
+            let raw = match f {
+                Field::Raw(r) => Some(*r),
+                _ => None,
+            };
+            if v.is_nil() {
+                // A null the script did not touch stays null; a removed key goes.
+                if raw.is_some_and(|r| r.get() == "null") {
+                    sep(out);
+                    value::push_json_string(out, k);
+                    out.push_str(":null");
+                }
+                continue;
+            }
+            sep(out);
+            value::push_json_string(out, k);
+            out.push(':');
+            match raw {
+                Some(r) if value::unchanged(&v, r) => out.push_str(r.get()),
+                _ => value::write_json(lua, out, &v).map_err(|e| format!("field {k:?}: {e}"))?,
+            }
+        }
+        let mut extra: Vec<(String, Value)> = Vec::new();
+        for pair in t.pairs::<Value, Value>() {
+            let (k, v) = pair.map_err(|e| e.to_string())?;
+            let key = match &k {
+                Value::String(s) => s
+                    .to_str()
+                    .map_err(|_| "a field name that is not valid UTF-8".to_string())?
+                    .to_string(),
+                other => {
+                    return Err(format!(
+                        "field names must be strings, not a {}",
+                        other.type_name()
+                    ))
+                }
+            };
+            if !self.fields.iter().any(|(f, _)| f.as_ref() == key) {
+                extra.push((key, v));
+            }
+        }
+        extra.sort_by(|a, b| a.0.cmp(&b.0));
+        for (k, v) in extra {
+            sep(out);
+            value::push_json_string(out, &k);
+            out.push(':');
+            value::write_json(lua, out, &v).map_err(|e| format!("field {k:?}: {e}"))?;
+        }
+        out.push('}');
+        Ok(())
+    }
+}
+
+/// A record source seen through the transform.
+pub struct Transformed<'a> {
+    inner: &'a dyn RecordSource,
+    step: &'a TransformStep,
+    rejected: RefCell<Vec<Rejection>>,
+}
+
+impl<'a> Transformed<'a> {
+    pub fn new(inner: &'a dyn RecordSource, step: &'a TransformStep) -> Transformed<'a> {
+        Transformed {
+            inner,
+            step,
+            rejected: RefCell::default(),
+        }
+    }
+
+    /// Records the transform dropped or failed, in the last pass.
+    pub fn rejected(&self) -> Vec<Rejection> {
+        self.rejected.borrow().clone()
+    }
+}
+
+impl RecordSource for Transformed<'_> {
+    fn each(&self, f: &mut dyn FnMut(i64, &str) -> Result<(), String>) -> Result<(), String> {
+        // Assembly may read the source twice (planning parts, then writing).
+        self.rejected.borrow_mut().clear();
+        let size = self.step.batch_size;
+        let mut chunk: Vec<(i64, String)> = Vec::with_capacity(size);
+        let mut rejected = Vec::new();
+        self.inner.each(&mut |id, payload| {
+            chunk.push((id, payload.to_string()));
+            if chunk.len() >= size {
+                self.step.chunk(&chunk, &mut rejected, f)?;
+                chunk.clear();
+            }
+            Ok(())
+        })?;
+        if !chunk.is_empty() {
+            self.step.chunk(&chunk, &mut rejected, f)?;
+        }
+        *self.rejected.borrow_mut() = rejected;
+        Ok(())
+    }
+}
+
+/// Run a transform script over sample records (`consign script test`):
+/// each record's JSON result, or why it was dropped or failed.
+pub fn try_records(step: &TransformStep, records: &[String]) -> Vec<Result<String, String>> {
+    let chunk: Vec<(i64, String)> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (i as i64 + 1, r.clone()))
+        .collect();
+    let mut out = Vec::new();
+    for one in chunk.chunks(step.batch_size) {
+        let mut rejected = Vec::new();
+        let mut kept = Vec::new();
+        let r = step.chunk(one, &mut rejected, &mut |id, json| {
+            kept.push((id, json.to_string()));
+            Ok(())
+        });
+        if let Err(e) = r {
+            out.extend(one.iter().map(|_| Err(e.clone())));
+            continue;
+        }
+        for (id, _) in one {
+            if let Some((_, j)) = kept.iter().find(|(k, _)| k == id) {
+                out.push(Ok(j.clone()));
+            } else if let Some(r) = rejected.iter().find(|r| r.record == *id) {
+                out.push(Err(r.reason.clone()));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,213 @@
+//! JSON ↔ Lua values, keeping identifiers exact: an integer that fits in 64
+//! bits becomes a Lua integer (never `5.551234567e+09`, never `.0`), a
+//! longer one stays a string, and a number the script did not change is
+//! written back with its original spelling. JSON `null` inside arrays and
+//! objects is `consign.null`, so arrays keep their length; arrays a script
+//! builds with nil holes are written with `null` in the holes.
+
+use mlua::{Lua, LuaSerdeExt, Table, Value};
+use serde_json::value::RawValue;
+
+/// Tables nested deeper than this are refused (and cycles with them).
+const MAX_DEPTH: usize = 64;
+
+/// A record field's raw JSON as a Lua value (top-level `null` is `nil`).
+pub fn raw_to_lua(lua: &Lua, raw: &RawValue) -> mlua::Result<Value> {
+    let text = raw.get();
+    match text.as_bytes().first() {
+        Some(b'"') => match crate::assemble::mapping::raw_text(raw) {
+            Some(s) => Ok(Value::String(lua.create_string(s.as_bytes())?)),
+            None => Ok(Value::Nil),
+        },
+        Some(b't') => Ok(Value::Boolean(true)),
+        Some(b'f') => Ok(Value::Boolean(false)),
+        Some(b'n') | None => Ok(Value::Nil),
+        Some(b'{') | Some(b'[') => {
+            let v: serde_json::Value = serde_json::from_str(text).map_err(mlua::Error::external)?;
+            json_to_lua(lua, &v)
+        }
+        Some(_) => number_to_lua(lua, text),
+    }
+}
+
+fn number_to_lua(lua: &Lua, text: &str) -> mlua::Result<Value> {
+    if let Ok(i) = text.parse::<i64>() {
+        return Ok(Value::Integer(i));
+    }
+    if !text.contains(['.', 'e', 'E']) {
+        // An integer too long for 64 bits (an identifier): exact as text.
+        return Ok(Value::String(lua.create_string(text)?));
+    }
+    match text.parse::<f64>() {
+        Ok(f) => Ok(Value::Number(f)),
+        Err(_) => Ok(Value::String(lua.create_string(text)?)),
+    }
+}
+
+/// A parsed JSON value as Lua.
+pub fn json_to_lua(lua: &Lua, v: &serde_json::Value) -> mlua::Result<Value> {
+    use serde_json::Value as J;
+    Ok(match v {
+        J::Null => lua.null(),
+        J::Bool(b) => Value::Boolean(*b),
+        J::Number(n) => number_to_lua(lua, &n.to_string())?,
+        J::String(s) => Value::String(lua.create_string(s)?),
+        J::Array(items) => {
+            let t = lua.create_table_with_capacity(items.len(), 0)?;
+            for (i, item) in items.iter().enumerate() {
+                t.raw_set(i + 1, json_to_lua(lua, item)?)?;
+            }
+            t.set_metatable(Some(lua.array_metatable()))?;
+            Value::Table(t)
+        }
+        J::Object(map) => {
+            let t = lua.create_table_with_capacity(0, map.len())?;
+            for (k, item) in map {
+                t.raw_set(k.as_str(), json_to_lua(lua, item)?)?;
+            }
+            Value::Table(t)
+        }
+    })
+}
+
+/// Append the JSON text of a Lua value.
+pub fn write_json(lua: &Lua, out: &mut String, v: &Value) -> Result<(), String> {
+    write_value(lua, out, v, 0)
+}
+
+fn write_value(lua: &Lua, out: &mut String, v: &Value, depth: usize) -> Result<(), String> {
+    match v {
+        Value::Nil => out.push_str("null"),
+        Value::LightUserData(u) if u.0.is_null() => out.push_str("null"),
+        Value::Boolean(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Integer(i) => out.push_str(itoa::Buffer::new().format(*i)),
+        Value::Number(f) => write_float(out, *f)?,
+        Value::String(s) => {
+            let s = s
+                .to_str()
+                .map_err(|_| "a string that is not valid UTF-8".to_string())?;
+            push_json_string(out, &s);
+        }
+        Value::Table(t) => write_table(lua, out, t, depth)?,
+        other => {
+            return Err(format!(
+                "a {} cannot be written to a record (only strings, numbers, booleans, tables, nil and consign.null)",
+                other.type_name()
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// A float as JSON: integral values without `.0`, others in their shortest exact form.
+fn write_float(out: &mut String, f: f64) -> Result<(), String> {
+    if !f.is_finite() {
+        return Err(format!("{f} is not a JSON number"));
+    }
+    if f.fract() == 0.0 && f.abs() < 1e15 {
+        out.push_str(itoa::Buffer::new().format(f as i64));
+    } else {
+        out.push_str(&f.to_string());
+    }
+    Ok(())
+}
+
+pub fn push_json_string(out: &mut String, s: &str) {
+    // serde_json's escaping (control characters, quotes, backslashes).
+    match serde_json::to_string(s) {
+        Ok(q) => out.push_str(&q),
+        Err(_) => out.push_str("\"\""),
+    }
+}
+
+fn write_table(lua: &Lua, out: &mut String, t: &Table, depth: usize) -> Result<(), String> {
+    if depth >= MAX_DEPTH {
+        return Err(format!(
+            "tables nested deeper than {MAX_DEPTH} levels (a table that contains itself?)"
+        ));
+    }
+    let mut entries: Vec<(Value, Value)> = Vec::new();
+    for pair in t.pairs::<Value, Value>() {
+        entries.push(pair.map_err(|e| e.to_string())?);
+    }
+    let is_array_mt = t.metatable().is_some_and(|m| m == lua.array_metatable());
+    let max_index = entries.iter().try_fold(0i64, |max, (k, _)| match k {
+        Value::Integer(i) if *i >= 1 => Some(max.max(*i)),
+        _ => None,
+    });
+    match max_index {
+        Some(n) if n > 0 || is_array_mt => {
+            if n > 4 * entries.len() as i64 + 16 {
+                return Err(format!(
+                    "an array with only {} values up to index {n}: too sparse to write",
+                    entries.len()
+                ));
+            }
+            out.push('[');
+            for i in 1..=n {
+                if i > 1 {
+                    out.push(',');
+                }
+                match entries
+                    .iter()
+                    .find(|(k, _)| matches!(k, Value::Integer(x) if *x == i))
+                {
+                    Some((_, v)) => write_value(lua, out, v, depth + 1)?,
+                    // A nil hole: written deliberately as null, the array keeps its length.
+                    None => out.push_str("null"),
+                }
+            }
+            out.push(']');
+        }
+        _ => {
+            let mut keyed: Vec<(String, &Value)> = Vec::with_capacity(entries.len());
+            for (k, v) in &entries {
+                let key = match k {
+                    Value::String(s) => s
+                        .to_str()
+                        .map_err(|_| "a key that is not valid UTF-8".to_string())?
+                        .to_string(),
+                    Value::Integer(i) => i.to_string(),
+                    other => return Err(format!("a {} cannot be a JSON key", other.type_name())),
+                };
+                keyed.push((key, v));
+            }
+            keyed.sort_by(|a, b| a.0.cmp(&b.0));
+            out.push('{');
+            for (i, (k, v)) in keyed.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_json_string(out, k);
+                out.push(':');
+                write_value(lua, out, v, depth + 1)?;
+            }
+            out.push('}');
+        }
+    }
+    Ok(())
+}
+
+/// Whether a Lua value is what `raw` was turned into, so the original
+/// spelling (`12.50`, `1e3`, escapes) can be kept.
+pub fn unchanged(lua_value: &Value, raw: &RawValue) -> bool {
+    let text = raw.get();
+    match lua_value {
+        Value::Integer(i) => text.parse::<i64>().ok() == Some(*i),
+        Value::Number(f) => {
+            text.as_bytes()
+                .first()
+                .is_some_and(|b| b.is_ascii_digit() || *b == b'-')
+                && text.parse::<f64>().ok() == Some(*f)
+        }
+        Value::String(s) => match text.as_bytes().first() {
+            Some(b'"') => crate::assemble::mapping::raw_text(raw)
+                .is_some_and(|orig| orig.as_bytes() == s.as_bytes().as_ref()),
+            // A long integer handed over as text.
+            Some(b) if b.is_ascii_digit() || *b == b'-' => s.as_bytes().as_ref() == text.as_bytes(),
+            _ => false,
+        },
+        Value::Boolean(b) => text == if *b { "true" } else { "false" },
+        _ => false,
+    }
+}
