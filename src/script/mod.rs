@@ -58,8 +58,8 @@ pub struct Script {
     /// As named in the config (relative to the scripts folder).
     pub path: String,
     pub sha256: String,
-    /// Modules it `require`d while loading, with their hashes.
-    pub modules: Vec<(String, String)>,
+    /// Modules its VMs `require`d so far, with their hashes.
+    modules: vm::Loaded,
     /// Reload generation that produced this version.
     pub generation: u64,
     dir: PathBuf,
@@ -92,10 +92,10 @@ impl Script {
             path: file.display().to_string(),
             message: e.to_string(),
         })?;
-        let mut script = Script {
+        let script = Script {
             path: path.to_string(),
             sha256: hex::encode(Sha256::digest(&source)),
-            modules: Vec::new(),
+            modules: vm::Loaded::default(),
             generation,
             dir: dir.to_path_buf(),
             source,
@@ -129,7 +129,6 @@ impl Script {
                     message: format!("self_test() failed: {}", clean(&e)),
                 })?;
         }
-        script.modules = vm.loaded.lock().unwrap_or_else(|p| p.into_inner()).clone();
         script
             .pool
             .lock()
@@ -139,7 +138,7 @@ impl Script {
     }
 
     fn fresh_vm(&self) -> Result<Vm, ScriptError> {
-        let vm = Vm::new(&self.dir)?;
+        let vm = Vm::new(&self.dir, self.modules.clone())?;
         vm.call(&ScriptLimits::default(), |lua| {
             lua.load(self.source.as_slice())
                 .set_mode(mlua::chunk::ChunkMode::Text)
@@ -177,6 +176,14 @@ impl Script {
         })
     }
 
+    /// Modules required so far (path in the scripts folder, SHA-256).
+    pub fn modules(&self) -> Vec<(String, String)> {
+        self.modules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The script and its modules, for the batch's provenance.
     pub fn components(&self) -> Vec<Component> {
         let mut out = vec![Component {
@@ -184,7 +191,7 @@ impl Script {
             name: self.path.clone(),
             sha256: self.sha256.clone(),
         }];
-        for (name, sha) in &self.modules {
+        for (name, sha) in self.modules() {
             out.push(Component {
                 kind: "script".into(),
                 name: name.clone(),
@@ -359,7 +366,7 @@ impl Scripts {
         };
         hash(&cur.path).as_deref() != Some(cur.sha256.as_str())
             || cur
-                .modules
+                .modules()
                 .iter()
                 .any(|(m, sha)| hash(m).as_deref() != Some(sha.as_str()))
     }
@@ -415,3 +422,6 @@ impl Scripts {
         Ok(watcher)
     }
 }
+
+#[cfg(test)]
+mod tests;

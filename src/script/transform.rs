@@ -21,7 +21,7 @@ use std::sync::Arc;
 /// errors per position.
 const DRIVER: &str = r#"
 local rawget, xpcall = rawget, xpcall
-return function(records, ids, n, ctx, traceback)
+return function(records, ids, n, ctx, traceback, spent)
   local out, why, errs = {}, {}, {}
   local batch = rawget(_G, "transform_batch")
   if batch then
@@ -40,6 +40,8 @@ return function(records, ids, n, ctx, traceback)
     ctx.record_id = ids[i]
     local ok, r, reason = xpcall(fn, traceback, records[i], ctx)
     if not ok then
+      -- A broken budget ends the call: the host retries records one by one.
+      if spent() then error(r, 0) end
       out[i] = false; errs[i] = r
     elseif not r then
       out[i] = false; why[i] = reason or "dropped by transform (no reason given)"
@@ -186,13 +188,15 @@ impl TransformStep {
             let traceback = lua.create_function(|lua, msg: Value| {
                 let text = match &msg {
                     Value::String(s) => s.to_string_lossy(),
+                    Value::Error(e) => super::clean(e),
                     Value::Nil => "nil".to_string(),
                     other => format!("error object of type {}", other.type_name()),
                 };
                 Ok(lua.traceback(Some(&text), 1)?.to_string_lossy())
             })?;
+            let spent: Function = lua.named_registry_value(super::vm::SPENT)?;
             let (out, why, errs, whole): (Option<Table>, Option<Table>, Option<Table>, Value) =
-                driver.call((records, ids, n, ctx, traceback))?;
+                driver.call((records, ids, n, ctx, traceback, spent))?;
             if let Value::String(e) = whole {
                 return Err(mlua::Error::runtime(e.to_string_lossy()));
             }

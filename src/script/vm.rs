@@ -28,6 +28,9 @@ struct Budget {
     limits: Mutex<(u64, Duration)>,
 }
 
+/// Registry name of the host function telling whether the call's budget is spent.
+pub const SPENT: &str = "consign.spent";
+
 /// Files a VM loaded (the script and the modules it required) with their hashes.
 pub type Loaded = Arc<Mutex<Vec<(String, String)>>>;
 
@@ -71,8 +74,9 @@ string.dump = nil
 "#;
 
 impl Vm {
-    /// A fresh sandboxed VM whose `require` loads modules from `dir`.
-    pub fn new(dir: &Path) -> Result<Vm, ScriptError> {
+    /// A fresh sandboxed VM whose `require` loads modules from `dir` and
+    /// notes them in `loaded`.
+    pub fn new(dir: &Path, loaded: Loaded) -> Result<Vm, ScriptError> {
         let libs = StdLib::TABLE
             | StdLib::STRING
             | StdLib::MATH
@@ -111,13 +115,22 @@ impl Vm {
             },
         )
         .map_err(ScriptError::setup)?;
-        let loaded: Loaded = Arc::default();
         let vm = Vm {
             lua,
             budget,
             loaded,
         };
         vm.sandbox(dir).map_err(ScriptError::setup)?;
+        // For the host's drivers: whether the running call broke its budget
+        // (then it must end, not go on to the next record).
+        let spent_budget = vm.budget.clone();
+        let spent = vm
+            .lua
+            .create_function(move |_, ()| Ok(spent_budget.spent.load(Ordering::Relaxed)))
+            .map_err(ScriptError::setup)?;
+        vm.lua
+            .set_named_registry_value(SPENT, spent)
+            .map_err(ScriptError::setup)?;
         Ok(vm)
     }
 
@@ -233,6 +246,7 @@ impl Vm {
         let timeout = limits.timeout.0;
         *self.budget.limits.lock().unwrap_or_else(|p| p.into_inner()) =
             (limits.instructions, timeout);
+        self.budget.spent.store(false, Ordering::Relaxed);
         self.budget.ticks.store(
             (limits.instructions / HOOK_EVERY as u64).max(1) as i64,
             Ordering::Relaxed,
