@@ -5,7 +5,7 @@
 use crate::config::{Config, DeliveryConfig, EmptyPolicy};
 use crate::deliver::{self, DeliverError};
 use crate::destination::{self, Destination};
-use crate::script::{ScriptError, Scripts};
+use crate::script::{ReloadReport, ScriptStatus, Scripts};
 use crate::store::{
     Batch, BatchState, CutRequest, PendingStats, SqliteStore, Store, StoreError, WorkLock,
 };
@@ -30,8 +30,12 @@ pub enum EngineError {
     Deliver(#[from] DeliverError),
     #[error("work lock beside the database: {0}")]
     Lock(#[from] std::io::Error),
-    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
-    Scripts(Vec<ScriptError>),
+    #[error("delivery {delivery}: {script} is not loaded, nothing was cut: {error}")]
+    ScriptNotLoaded {
+        delivery: String,
+        script: String,
+        error: String,
+    },
 }
 
 pub struct Engine {
@@ -62,15 +66,18 @@ pub struct DeliveryStatus {
     pub next_trigger_at: Option<DateTime<Utc>>,
     /// Batch counts by state (only states that have batches).
     pub batches: HashMap<String, u64>,
+    /// The delivery's Lua scripts: active version and last reload error.
+    pub scripts: Vec<ScriptStatus>,
 }
 
 impl Engine {
-    /// Open the store and compile every script; a script that does not
-    /// compile is an error (there is no earlier version to fall back on).
+    /// Open the store and compile every script. A script that does not
+    /// compile is not fatal here (`status` shows it; `serve` refuses to
+    /// start; a cut that needs it refuses).
     pub fn open(config: Config) -> Result<Engine, EngineError> {
         let (scripts, errors) = Scripts::load(&config);
-        if !errors.is_empty() {
-            return Err(EngineError::Scripts(errors));
+        for e in &errors {
+            tracing::error!("{e}");
         }
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.store.path)?);
         Ok(Self::with_store(config, store, Arc::new(scripts)))
@@ -155,6 +162,22 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<Option<Batch>, EngineError> {
         let d = self.delivery(delivery)?;
+        if let Some(path) = d.script("transform") {
+            if self.scripts.get(path).is_none() {
+                let error = self
+                    .scripts
+                    .status()
+                    .into_iter()
+                    .find(|s| s.path == path)
+                    .and_then(|s| s.error)
+                    .unwrap_or_else(|| "not compiled".into());
+                return Err(EngineError::ScriptNotLoaded {
+                    delivery: delivery.to_string(),
+                    script: path.to_string(),
+                    error,
+                });
+            }
+        }
         let layout = serde_json::to_string(&d.layout)
             .map_err(|e| StoreError::Other(format!("layout snapshot: {e}")))?;
         let Some(batch) = self.store.cut(&CutRequest {
@@ -331,6 +354,17 @@ impl Engine {
         )?)
     }
 
+    /// Reload scripts (and plugins): changed files are compiled beside the
+    /// active versions and swapped in; failures keep the last good version.
+    pub fn reload(&self) -> ReloadReport {
+        let r = self.scripts.reload();
+        for (path, e) in &r.failed {
+            tracing::error!(script = %path, "reload failed, previous version kept: {e}");
+        }
+        tracing::info!(generation = r.generation, reloaded = ?r.reloaded, failed = r.failed.len(), "reload");
+        r
+    }
+
     /// Purge records of batches delivered longer ago than the retention period.
     pub fn purge(&self) -> Result<u64, EngineError> {
         let keep = chrono::Duration::from_std(self.config.store.retention.0)
@@ -372,6 +406,14 @@ impl Engine {
                 next_trigger,
                 next_trigger_at,
                 batches,
+                scripts: {
+                    let all = self.scripts.status();
+                    d.scripts
+                        .iter()
+                        .flat_map(|s| s.files())
+                        .filter_map(|(_, p)| all.iter().find(|s| s.path == p).cloned())
+                        .collect()
+                },
             });
         }
         Ok(out)
@@ -393,5 +435,35 @@ impl TriggerTarget for Engine {
         Engine::cut(self, delivery, reason, allow_empty, now)
             .map(|b| b.is_some())
             .map_err(|e| e.to_string())
+    }
+
+    fn has_hook(&self, delivery: &str) -> bool {
+        self.config
+            .delivery(delivery)
+            .is_some_and(|d| d.script("schedule").is_some())
+    }
+
+    fn ask_hook(
+        &self,
+        delivery: &str,
+        stats: &PendingStats,
+        now: DateTime<Utc>,
+    ) -> Result<trigger::HookVerdict, String> {
+        let d = self.delivery(delivery).map_err(|e| e.to_string())?;
+        let (Some(path), Some(cfg)) = (d.script("schedule"), d.scripts.as_ref()) else {
+            return Ok(trigger::HookVerdict::Nothing);
+        };
+        let script = self
+            .scripts
+            .get(path)
+            .ok_or_else(|| format!("{path} is not loaded"))?;
+        crate::script::schedule::ask(
+            &script,
+            &cfg.limits.unwrap_or_default(),
+            delivery,
+            stats,
+            d.zone(),
+            now,
+        )
     }
 }

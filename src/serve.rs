@@ -46,7 +46,34 @@ fn lock_store(db: &std::path::Path) -> anyhow::Result<std::fs::File> {
 }
 
 pub async fn serve(engine: Arc<Engine>) -> anyhow::Result<()> {
+    let broken: Vec<String> = engine
+        .scripts
+        .status()
+        .into_iter()
+        .filter_map(|s| s.error.map(|e| format!("{}: {e}", s.path)))
+        .collect();
+    if !broken.is_empty() {
+        anyhow::bail!(
+            "scripts do not compile (there is no earlier version to fall back on):\n{}",
+            broken.join("\n")
+        );
+    }
     let _lock = lock_store(&engine.config.store.path)?;
+    // Scripts reload on file changes (and on SIGHUP, `consign reload`, the API).
+    let _watch = if engine.config.scripts.watch && !engine.scripts.is_empty() {
+        match engine.scripts.watch() {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(
+                    "scripts are not watched ({e}); reload with SIGHUP or `consign reload`"
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    tokio::spawn(reload_on_hangup(engine.clone()));
     let e = engine.clone();
     let (_work, _recovered) = tokio::task::spawn_blocking(move || e.claim_work(true)).await??;
     let listen = engine.config.server.listen.clone();
@@ -101,6 +128,22 @@ pub async fn serve(engine: Arc<Engine>) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGHUP: reload scripts and plugins.
+async fn reload_on_hangup(engine: Arc<Engine>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("cannot watch SIGHUP ({e}); reload with `consign reload`");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        let e = engine.clone();
+        let _ = tokio::task::spawn_blocking(move || e.reload()).await;
+    }
 }
 
 async fn shutdown_signal() {

@@ -26,6 +26,8 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/v1/batches", get(list_batches))
         .route("/v1/batches/{id}", get(show_batch))
         .route("/v1/batches/{id}/retry", post(retry))
+        .route("/v1/admin/reload", post(reload))
+        .route("/v1/scripts", get(scripts))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(engine)
 }
@@ -47,6 +49,22 @@ impl From<EngineError> for ApiError {
         };
         ApiError(code, json!({ "error": e.to_string() }))
     }
+}
+
+/// Reload scripts and plugins; 200 with the report, 422 when something failed
+/// to compile (the previous version stays active).
+async fn reload(State(engine): State<Arc<Engine>>) -> Result<Response, ApiError> {
+    let r = blocking(move || Ok(engine.reload())).await?;
+    let code = if r.failed.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok((code, Json(json!(r))).into_response())
+}
+
+async fn scripts(State(engine): State<Arc<Engine>>) -> Json<serde_json::Value> {
+    Json(json!({ "scripts": engine.scripts.status() }))
 }
 
 async fn blocking<T: Send + 'static>(

@@ -43,6 +43,9 @@ pub fn run(path: &Path, connect: bool, only: Option<&str>, json: bool) -> anyhow
             path_errors.push(format!("{key}: {e}"));
         }
     }
+    // Every script must compile (and pass its self_test) with the roles it is named for.
+    let (_, script_errors) = crate::script::Scripts::load(&cfg);
+    path_errors.extend(script_errors.iter().map(|e| e.to_string()));
     if !path_errors.is_empty() {
         if json {
             println!(

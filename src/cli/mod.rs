@@ -8,6 +8,8 @@ mod enqueue;
 mod flush;
 mod init;
 mod preview;
+mod reload;
+mod script;
 mod status;
 
 use crate::config::{self, Config};
@@ -115,6 +117,12 @@ pub enum Command {
     Deliveries(DeliveriesCommand),
     /// Purge records of delivered batches older than the retention period.
     Purge,
+    /// Reload scripts (and plugins) in the running `consign serve`
+    /// (same as SIGHUP or POST /v1/admin/reload); failures keep the last good version.
+    Reload,
+    /// Lua scripts: run a hook on sample input.
+    #[command(subcommand)]
+    Script(ScriptCommand),
     /// The main job on an embedded default: generate sample leads, queue them,
     /// cut, assemble (CSV + gzip) and deliver to a local outbox.
     Demo {
@@ -150,6 +158,27 @@ pub enum BatchesCommand {
         /// Only re-queue it for `consign serve`; do not attempt now.
         #[arg(long)]
         queue_only: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScriptCommand {
+    /// Run a hook of SCRIPT on sample input and print the result.
+    Test {
+        script: PathBuf,
+        /// Transform: records (CSV, NDJSON, JSON). Response: an outcome as
+        /// JSON (`{"ok":false,"class":"transient","status":429,"headers":{},"body":"..."}`).
+        /// Schedule: metrics as JSON (`{"pending":10,"oldest_age":300}`).
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long, value_enum, default_value = "transform")]
+        hook: script::Hook,
+        /// Use this delivery's mapping, mode, limits and zone.
+        #[arg(long)]
+        delivery: Option<String>,
+        /// Transform: at most this many records of the input.
+        #[arg(long, default_value_t = 20)]
+        records: usize,
     },
 }
 
@@ -286,6 +315,24 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { ref dir, records } => demo::run(dir, records, json),
+        Command::Reload => reload::run(&cli.config, json),
+        Command::Script(ScriptCommand::Test {
+            ref script,
+            ref input,
+            hook,
+            ref delivery,
+            records,
+        }) => script::test(
+            &cli.config,
+            &script::TestArgs {
+                script,
+                input,
+                hook,
+                delivery: delivery.as_deref(),
+                records,
+                json,
+            },
+        ),
     }
 }
 

@@ -4,7 +4,9 @@
 use super::EXIT_CONFIG;
 use crate::assemble::{self, BatchMeta};
 use crate::config::{Compression, Config};
+use crate::deliver;
 use crate::intake::{self, Format};
+use crate::script::Scripts;
 use anyhow::Context;
 use std::io::Write;
 use std::path::Path;
@@ -21,34 +23,13 @@ pub fn run(
         eprintln!("unknown delivery {delivery:?}");
         return Ok(ExitCode::from(EXIT_CONFIG));
     };
-    let Some(fmt) = Format::from_path(sample) else {
-        eprintln!(
-            "{}: cannot tell the format from the extension (.csv, .ndjson, .jsonl, .json)",
-            sample.display()
-        );
-        return Ok(ExitCode::from(EXIT_CONFIG));
-    };
-    let mut recs: Vec<String> = Vec::new();
-    let read = intake::read_file(
-        sample,
-        fmt,
-        cfg.server.max_record.0 as usize,
-        1000,
-        &mut |chunk, _| {
-            let room = records.saturating_sub(recs.len());
-            recs.extend(chunk.into_iter().take(room));
-            if recs.len() >= records {
-                return Err("enough".into());
-            }
-            Ok(())
-        },
-    );
-    if let Err(e) = read {
-        if e.message != "enough" {
-            eprintln!("{}: {e}", sample.display());
+    let recs = match read_sample(cfg.server.max_record.0 as usize, sample, records) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
             return Ok(ExitCode::from(EXIT_CONFIG));
         }
-    }
+    };
     let meta = BatchMeta {
         id: "preview",
         delivery,
@@ -59,7 +40,12 @@ pub fn run(
     let mut plain = d.layout.clone();
     plain.file.compression = Compression::None;
     let tmp = tempfile::tempdir().context("temporary directory")?;
-    let built = assemble::assemble(&recs, &meta, &plain, None, tmp.path())?;
+    let (scripts, errors) = Scripts::load(cfg);
+    if let Some(e) = errors.first() {
+        eprintln!("{e}");
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
+    let (built, _) = deliver::assemble_for(&recs, &meta, &plain, d, None, tmp.path(), &scripts)?;
     let mut stdout = std::io::stdout().lock();
     for f in built.files.iter().filter(|f| f.kind == "data") {
         eprintln!(
@@ -73,7 +59,15 @@ pub fn run(
         eprintln!("rejected: sample record {}: {}", r.record, r.reason);
     }
     if let Some(dir) = out {
-        let real = assemble::assemble(&recs, &meta, &d.layout, d.encryption.as_ref(), tmp.path())?;
+        let (real, _) = deliver::assemble_for(
+            &recs,
+            &meta,
+            &d.layout,
+            d,
+            d.encryption.as_ref(),
+            tmp.path(),
+            &scripts,
+        )?;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         for f in &real.files {
             let dest = dir.join(&f.name);
@@ -86,4 +80,32 @@ pub fn run(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The first `limit` records of a sample file (CSV with a header row,
+/// NDJSON or JSON), as JSON object texts.
+pub(crate) fn read_sample(
+    max_record: usize,
+    sample: &Path,
+    limit: usize,
+) -> Result<Vec<String>, String> {
+    let Some(fmt) = Format::from_path(sample) else {
+        return Err(format!(
+            "{}: cannot tell the format from the extension (.csv, .ndjson, .jsonl, .json)",
+            sample.display()
+        ));
+    };
+    let mut recs: Vec<String> = Vec::new();
+    let read = intake::read_file(sample, fmt, max_record, 1000, &mut |chunk, _| {
+        let room = limit.saturating_sub(recs.len());
+        recs.extend(chunk.into_iter().take(room));
+        if recs.len() >= limit {
+            return Err("enough".into());
+        }
+        Ok(())
+    });
+    match read {
+        Err(e) if e.message != "enough" => Err(format!("{}: {e}", sample.display())),
+        _ => Ok(recs),
+    }
 }

@@ -73,9 +73,62 @@ fn meta(batch: &Batch) -> BatchMeta<'_> {
     }
 }
 
-/// Build a batch's files from its stored records with its snapshot layout,
-/// through the delivery's Lua transform when it has one (the version active
-/// now is used for the whole batch and recorded with it).
+/// Assemble `source` with `layout`, through the delivery's Lua transform
+/// when it has one (the version active now is used for the whole batch).
+/// Returns the files and the script used. Shared by delivery and preview.
+pub fn assemble_for(
+    source: &dyn assemble::RecordSource,
+    meta: &BatchMeta<'_>,
+    layout: &Layout,
+    delivery: &DeliveryConfig,
+    encryption: Option<&crate::config::EncryptionConfig>,
+    spool_dir: &Path,
+    scripts: &Scripts,
+) -> Result<
+    (
+        assemble::Assembled,
+        Option<std::sync::Arc<crate::script::Script>>,
+    ),
+    assemble::AssembleError,
+> {
+    let (Some(path), Some(cfg)) = (delivery.script("transform"), delivery.scripts.as_ref()) else {
+        return Ok((
+            assemble::assemble(source, meta, layout, encryption, spool_dir)?,
+            None,
+        ));
+    };
+    let script = scripts
+        .get(path)
+        .ok_or_else(|| assemble::AssembleError::Layout {
+            batch: meta.id.to_string(),
+            message: format!(
+            "transform script {path} is not loaded (it failed to compile; see `consign status`)"
+        ),
+        })?;
+    let step = TransformStep::new(
+        script.clone(),
+        cfg,
+        cfg.limits.unwrap_or_default(),
+        assemble::columns(layout),
+        meta.delivery,
+        meta.id,
+    );
+    let transformed = Transformed::new(source, &step);
+    let mut built = assemble::assemble(
+        &transformed,
+        meta,
+        &assemble::identity_layout(layout),
+        encryption,
+        spool_dir,
+    )?;
+    built.rejected.extend(transformed.rejected());
+    built.rejected.sort_by_key(|r| r.record);
+    built.rejected.dedup_by_key(|r| r.record);
+    Ok((built, Some(script)))
+}
+
+/// Build a batch's files from its stored records with its snapshot layout
+/// (and the delivery's transform, whose hash is recorded with the batch).
 fn build(
     store: &dyn Store,
     batch: &Batch,
@@ -84,52 +137,20 @@ fn build(
     scripts: &Scripts,
 ) -> Result<assemble::Assembled, assemble::AssembleError> {
     let layout = layout_of(batch, delivery)?;
-    let source = StoreRecords { store, batch };
-    let step = match (delivery.script("transform"), delivery.scripts.as_ref()) {
-        (Some(path), Some(cfg)) => {
-            let script = scripts.get(path).ok_or_else(|| assemble::AssembleError::Layout {
-                batch: batch.id.clone(),
-                message: format!(
-                    "transform script {path} is not loaded (it failed to compile; see `consign status`)"
-                ),
-            })?;
-            Some(TransformStep::new(
-                script,
-                cfg,
-                cfg.limits.unwrap_or_default(),
-                assemble::columns(&layout),
-                &delivery.name,
-                &batch.id,
-            ))
+    let (built, script) = assemble_for(
+        &StoreRecords { store, batch },
+        &meta(batch),
+        &layout,
+        delivery,
+        delivery.encryption.as_ref(),
+        spool_dir,
+        scripts,
+    )?;
+    if let Some(script) = script {
+        if let Err(e) = store.record_components(batch, &script.components()) {
+            tracing::warn!(batch = %batch.id, "could not record the transform script's hash: {e}");
         }
-        _ => None,
-    };
-    let mut built = match &step {
-        None => assemble::assemble(
-            &source,
-            &meta(batch),
-            &layout,
-            delivery.encryption.as_ref(),
-            spool_dir,
-        )?,
-        Some(step) => {
-            let transformed = Transformed::new(&source, step);
-            let mut built = assemble::assemble(
-                &transformed,
-                &meta(batch),
-                &assemble::identity_layout(&layout),
-                delivery.encryption.as_ref(),
-                spool_dir,
-            )?;
-            built.rejected.extend(transformed.rejected());
-            built.rejected.sort_by_key(|r| r.record);
-            if let Err(e) = store.record_components(batch, &step.script().components()) {
-                tracing::warn!(batch = %batch.id, "could not record the transform script's hash: {e}");
-            }
-            built
-        }
-    };
-    built.rejected.dedup_by_key(|r| r.record);
+    }
     let read: u64 = built
         .files
         .iter()

@@ -235,7 +235,7 @@ pub struct ScriptStatus {
 }
 
 /// What a reload did.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct ReloadReport {
     pub generation: u64,
     pub reloaded: Vec<String>,

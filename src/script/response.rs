@@ -70,17 +70,17 @@ fn outcome_table(lua: &Lua, o: &Outcome<'_>) -> mlua::Result<Table> {
     t.raw_set("message", o.message)?;
     t.raw_set("attempt", o.attempt)?;
     t.raw_set("destination", o.destination)?;
+    let headers = lua.create_table()?;
+    t.raw_set("headers", &headers)?;
     if let Some(r) = o.reply {
         if let Some(code) = r.code {
             t.raw_set("status", code)?;
             t.raw_set("code", code)?;
         }
         t.raw_set("reply", r.message.as_str())?;
-        let headers = lua.create_table()?;
         for (k, v) in &r.headers {
             headers.raw_set(k.as_str(), v.as_str())?;
         }
-        t.raw_set("headers", headers)?;
         if let Some(body) = &r.body {
             t.raw_set("body", body.as_str())?;
             if let Ok(j) = serde_json::from_str::<serde_json::Value>(body) {

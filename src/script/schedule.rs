@@ -1,6 +1,7 @@
 //! The schedule hook: `next_batch(metrics)` says when the next batch should
 //! be cut — `"now"`, a duration (seconds or `"15m"`), a local time
-//! (`{ at = "17:00" }` or `"17:00"`), or nil for no opinion. It is combined
+//! (`{ at = "17:00" }` or `"17:00"`; `{ at = "09:00", days = "mon-fri" }`),
+//! or nil for no opinion. It is combined
 //! with the delivery's other triggers: whichever fires first cuts.
 
 use super::Script;
@@ -85,7 +86,24 @@ fn verdict(v: &Value, zone: chrono_tz::Tz, now: DateTime<Utc>) -> Result<Verdict
             }
         }
         Value::Table(t) => match t.raw_get::<Option<String>>("at").map_err(|e| e.to_string())? {
-            Some(at) => local(&at),
+            // { at = "09:00", days = "mon-fri" }: the trigger's own `at`/`days` rules.
+            Some(at) => match t.raw_get::<Value>("days").map_err(|e| e.to_string())? {
+                Value::Nil => local(&at),
+                days => {
+                    let days: Vec<String> = match days {
+                        Value::String(s) => vec![s.to_string_lossy()],
+                        Value::Table(list) => list
+                            .sequence_values::<String>()
+                            .collect::<mlua::Result<_>>()
+                            .map_err(|e| format!("days: {e}"))?,
+                        other => return Err(format!("days must be a string or a list, not a {}", other.type_name())),
+                    };
+                    let s = crate::trigger::schedule::Schedule::simple(&at, &days, crate::trigger::schedule::Zone(zone))?;
+                    s.next_after(now)
+                        .map(Verdict::At)
+                        .ok_or_else(|| format!("{at} on {days:?} never comes"))
+                }
+            },
             None => match t.raw_get::<Value>("after").map_err(|e| e.to_string())? {
                 Value::Nil => Err("next_batch returned a table without `at` or `after`".into()),
                 other => verdict(&other, zone, now),

@@ -20,6 +20,8 @@ pub enum Fire {
     Age,
     Schedule,
     Manual,
+    /// The delivery's Lua schedule hook (`next_batch`).
+    Hook,
 }
 
 impl Fire {
@@ -30,6 +32,7 @@ impl Fire {
             Fire::Age => "age",
             Fire::Schedule => "schedule",
             Fire::Manual => "manual",
+            Fire::Hook => "script",
         }
     }
 }
@@ -137,7 +140,23 @@ pub trait TriggerTarget: Send + Sync + 'static {
         allow_empty: bool,
         now: DateTime<Utc>,
     ) -> Result<bool, String>;
+    /// Whether the delivery has a schedule hook.
+    fn has_hook(&self, _delivery: &str) -> bool {
+        false
+    }
+    /// Ask the schedule hook when the next batch should be cut.
+    fn ask_hook(
+        &self,
+        _delivery: &str,
+        _stats: &PendingStats,
+        _now: DateTime<Utc>,
+    ) -> Result<HookVerdict, String> {
+        Ok(HookVerdict::Nothing)
+    }
 }
+
+/// A schedule hook's answer.
+pub use crate::script::schedule::Verdict as HookVerdict;
 
 /// Longest single sleep: wall-clock changes and records queued by other
 /// processes (CLI `enqueue`) are noticed within this time.
@@ -159,6 +178,7 @@ pub async fn run(
         .schedule
         .as_ref()
         .and_then(|s| s.next_after(clock.now()));
+    let mut hook_at: Option<DateTime<Utc>> = None;
     loop {
         if *shutdown.borrow() {
             return;
@@ -176,7 +196,39 @@ pub async fn run(
                 Some(ERROR_PAUSE)
             }
             Ok(stats) => {
-                let ev = evaluate(&cfg, &stats, now, next_schedule);
+                let mut ev = evaluate(&cfg, &stats, now, next_schedule);
+                // The schedule hook, combined with the other triggers: it is
+                // asked when records wait and nothing else fires, and its
+                // answer (a time) is kept until it comes or a batch is cut.
+                if ev.fire.is_none() && stats.count > 0 && target.has_hook(&delivery) {
+                    if hook_at.is_none() {
+                        let t = target.clone();
+                        let d = delivery.clone();
+                        let st = stats.clone();
+                        let answer = tokio::task::spawn_blocking(move || t.ask_hook(&d, &st, now))
+                            .await
+                            .map_err(|e| e.to_string())
+                            .and_then(|r| r);
+                        match answer {
+                            Ok(HookVerdict::Now) => hook_at = Some(now),
+                            Ok(HookVerdict::At(at)) => hook_at = Some(at),
+                            Ok(HookVerdict::Nothing) => {}
+                            Err(e) => {
+                                tracing::error!(delivery = %delivery, "schedule hook failed (other triggers still apply): {e}")
+                            }
+                        }
+                    }
+                    match hook_at {
+                        Some(at) if at <= now => ev.fire = Some(Fire::Hook),
+                        Some(at) if ev.next.is_none_or(|(_, n)| at < n) => {
+                            ev.next = Some((Fire::Hook, at))
+                        }
+                        _ => {}
+                    }
+                }
+                if ev.fire.is_some() {
+                    hook_at = None;
+                }
                 match ev.fire {
                     Some(fire) => {
                         if fire == Fire::Schedule {
