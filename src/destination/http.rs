@@ -197,7 +197,7 @@ impl HttpDestination {
         s: &Shipment,
         f: &OutgoingFile,
         parts: usize,
-    ) -> Result<String, DestinationError> {
+    ) -> Result<(String, Reply), DestinationError> {
         let url = self.render(&self.cfg.url.0, s, f, parts, true);
         let method = if self.cfg.method.eq_ignore_ascii_case("PUT") {
             reqwest::Method::PUT
@@ -225,6 +225,21 @@ impl HttpDestination {
         let at = format!("{} → {}", f.name, url.split('?').next().unwrap_or(&url));
         let resp = req.send().map_err(|e| send_error(&at, e))?;
         let status = resp.status().as_u16();
+        let mut reply = Reply {
+            code: Some(status as u32),
+            message: resp.status().canonical_reason().unwrap_or("").to_string(),
+            headers: resp
+                .headers()
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).to_string(),
+                    )
+                })
+                .collect(),
+            body: None,
+        };
         let wait = resp
             .headers()
             .get("retry-after")
@@ -255,23 +270,26 @@ impl HttpDestination {
                 format!("{at}: reading the reply: {e}"),
             ));
         }
+        reply.body = Some(String::from_utf8_lossy(&body).to_string());
         if self.cfg.success_status.contains(&status) {
             if let (Some(path), Some(want)) =
                 (&self.cfg.success_json_path, &self.cfg.success_json_value)
             {
                 let got = json_at(&body, path);
                 if got.as_deref() != Some(want.as_str()) {
-                    return Err(DestinationError::new(
+                    let mut err = DestinationError::new(
                         ErrorClass::Permanent,
                         format!(
                             "{at}: partner replied {status} but {path} is {}, not {want:?}: {}",
                             got.map_or("missing".into(), |g| format!("{g:?}")),
                             snippet(&body)
                         ),
-                    ));
+                    );
+                    err.reply = Some(Box::new(reply));
+                    return Err(err);
                 }
             }
-            return Ok(format!("{at}: {status}"));
+            return Ok((format!("{at}: {status}"), reply));
         }
         let class = match status {
             401 | 403 => ErrorClass::Auth,
@@ -285,6 +303,7 @@ impl HttpDestination {
             format!("{at}: partner replied {status}: {}", snippet(&body)),
         );
         err.retry_after = wait;
+        err.reply = Some(Box::new(reply));
         Err(err)
     }
 }
@@ -362,7 +381,8 @@ impl Destination for HttpDestination {
         let next = AtomicUsize::new(0);
         // Refused credentials: do not keep sending the other chunks (lockouts).
         let stop = std::sync::atomic::AtomicBool::new(false);
-        let results: Mutex<Vec<(u32, Result<String, DestinationError>)>> = Mutex::new(Vec::new());
+        let results: Mutex<Vec<(u32, Result<(String, Reply), DestinationError>)>> =
+            Mutex::new(Vec::new());
         std::thread::scope(|scope| {
             for _ in 0..self.cfg.parallel.min(todo.len()).max(1) {
                 scope.spawn(|| loop {
@@ -391,13 +411,18 @@ impl Destination for HttpDestination {
             .filter(|(_, r)| r.is_ok())
             .map(|(p, _)| *p)
             .collect();
+        let last_reply = results
+            .iter()
+            .rev()
+            .find_map(|(_, r)| r.as_ref().ok().map(|(_, reply)| reply.clone()));
         let failed: Vec<(u32, DestinationError)> = results
             .into_iter()
             .filter_map(|(p, r)| r.err().map(|e| (p, e)))
             .collect();
         if failed.is_empty() {
             return Ok(Receipt {
-                reply: None,
+                // The partner's last answer (response handlers read it).
+                reply: last_reply,
                 detail: format!(
                     "{}: {} of {parts} part(s) accepted ({} earlier)",
                     self.describe(),
@@ -413,6 +438,11 @@ impl Destination for HttpDestination {
             .max_by_key(|c| severity(*c))
             .unwrap_or(ErrorClass::Transient);
         let wait = failed.iter().filter_map(|(_, e)| e.retry_after).max();
+        // The answer that decided the class goes to the response handler.
+        let reply = failed
+            .iter()
+            .find(|(_, e)| e.class == worst)
+            .and_then(|(_, e)| e.reply.clone());
         let list: Vec<String> = failed
             .iter()
             .map(|(p, e)| format!("part {p}: {}", e.message))
@@ -432,6 +462,7 @@ impl Destination for HttpDestination {
         );
         err.retry_after = wait;
         err.delivered = delivered;
+        err.reply = reply;
         Err(err)
     }
 

@@ -492,7 +492,12 @@ impl Store for SqliteStore {
             }
             let now = millis(Utc::now());
             let error = match to {
-                BatchState::RetryWait | BatchState::Delayed | BatchState::Manual | BatchState::Failed | BatchState::Suspended => Some(detail),
+                BatchState::RetryWait
+                | BatchState::Delayed
+                | BatchState::Manual
+                | BatchState::Failed
+                | BatchState::Skipped
+                | BatchState::Suspended => Some(detail),
                 BatchState::Delivered => None,
                 _ => current.last_error.as_deref(),
             };
