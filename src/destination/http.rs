@@ -308,6 +308,9 @@ impl HttpDestination {
     }
 }
 
+/// One part's upload: (detail, the partner's answer) or the error.
+type PartResult = Result<(String, Reply), DestinationError>;
+
 /// Classify a failed request. An untrusted or mismatched TLS certificate is
 /// treated like a changed SSH host key: the delivery is suspended.
 pub(crate) fn send_error(at: &str, e: reqwest::Error) -> DestinationError {
@@ -381,8 +384,7 @@ impl Destination for HttpDestination {
         let next = AtomicUsize::new(0);
         // Refused credentials: do not keep sending the other chunks (lockouts).
         let stop = std::sync::atomic::AtomicBool::new(false);
-        let results: Mutex<Vec<(u32, Result<(String, Reply), DestinationError>)>> =
-            Mutex::new(Vec::new());
+        let results: Mutex<Vec<(u32, PartResult)>> = Mutex::new(Vec::new());
         std::thread::scope(|scope| {
             for _ in 0..self.cfg.parallel.min(todo.len()).max(1) {
                 scope.spawn(|| loop {
