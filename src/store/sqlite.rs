@@ -340,7 +340,9 @@ impl Store for SqliteStore {
 
     fn set_files(&self, batch: &Batch, files: &[BatchFile], rejected: &[Rejection]) -> Result<()> {
         self.with(|c| {
-            let tx = c.transaction()?;
+            // Immediate: a deferred transaction that reads first cannot wait for
+            // the write lock (SQLITE_BUSY at once while intake commits).
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             // Parts a partner already accepted stay accepted when the rebuilt
             // files are identical (same names and bytes); otherwise start over.
             let before: Vec<(String, String)> = {
@@ -389,7 +391,9 @@ impl Store for SqliteStore {
 
     fn mark_parts_delivered(&self, batch: &Batch, parts: &[u32]) -> Result<()> {
         self.with(|c| {
-            let tx = c.transaction()?;
+            // Immediate: a deferred transaction that reads first cannot wait for
+            // the write lock (SQLITE_BUSY at once while intake commits).
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             for p in parts {
                 tx.execute(
                     "INSERT OR IGNORE INTO delivered_parts (batch, part, at) VALUES (?1, ?2, ?3)",
@@ -422,7 +426,9 @@ impl Store for SqliteStore {
 
     fn record_components(&self, batch: &Batch, components: &[Component]) -> Result<()> {
         self.with(|c| {
-            let tx = c.transaction()?;
+            // Immediate: a deferred transaction that reads first cannot wait for
+            // the write lock (SQLITE_BUSY at once while intake commits).
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             for comp in components {
                 tx.execute(
                     "INSERT OR IGNORE INTO batch_components (batch, kind, name, sha256) VALUES (?1, ?2, ?3, ?4)",
