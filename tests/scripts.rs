@@ -378,7 +378,7 @@ dir = "outbox"
         .expect("flush");
     let seen = wait_for(Duration::from_secs(30), || {
         let mut seqs = Vec::new();
-        for name in list(&ws.path("outbox")) {
+        for name in list_complete(&ws.path("outbox")) {
             let text = std::fs::read_to_string(ws.path(&format!("outbox/{name}"))).ok()?;
             for line in text.lines() {
                 let v: Value = serde_json::from_str(line).ok()?;
@@ -524,12 +524,12 @@ dir = "outbox"
     post(3);
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
-        list(&ws.path("outbox")).is_empty(),
+        list_complete(&ws.path("outbox")).is_empty(),
         "cut before the hook said so"
     );
     post(2);
     let files = wait_for(Duration::from_secs(15), || {
-        let l = list(&ws.path("outbox"));
+        let l = list_complete(&ws.path("outbox"));
         (!l.is_empty()).then_some(l)
     })
     .unwrap_or_else(|| panic!("no batch; log:\n{}", ws.serve_log()));

@@ -159,6 +159,15 @@ pub fn list(dir: &Path) -> Vec<String> {
     v
 }
 
+/// Files a user would see as delivered in a local outbox: without the
+/// `.NAME.ID.part` temp files of uploads in progress (renamed when complete).
+pub fn list_complete(dir: &Path) -> Vec<String> {
+    list(dir)
+        .into_iter()
+        .filter(|n| !(n.starts_with('.') && n.ends_with(".part")))
+        .collect()
+}
+
 /// Poll `f` until it returns Some or `timeout` passes.
 pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let start = Instant::now();
