@@ -40,6 +40,7 @@ fn main() {
         zone: chrono_tz::UTC,
         already: Vec::new(),
         accepted: None,
+        component: None,
         files: vec![OutgoingFile {
             part: 1,
             kind: "data".into(),

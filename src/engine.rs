@@ -5,6 +5,7 @@
 use crate::config::{Config, DeliveryConfig, EmptyPolicy};
 use crate::deliver::{self, DeliverError};
 use crate::destination::{self, Destination};
+use crate::plugin::{PluginStatus, Plugins};
 use crate::script::{ReloadReport, ScriptStatus, Scripts};
 use crate::store::{
     Batch, BatchState, CutRequest, PendingStats, SqliteStore, Store, StoreError, WorkLock,
@@ -45,6 +46,8 @@ pub struct Engine {
     destinations: HashMap<String, Arc<dyn Destination>>,
     /// The active version of every Lua script the deliveries name.
     pub scripts: Arc<Scripts>,
+    /// The active version of every destination plugin in the plugins folder.
+    pub plugins: Arc<Plugins>,
     /// Wakes the delivery worker (new ready batch, resume, retry).
     pub work: Arc<Notify>,
     /// Wakes each delivery's scheduler (new records, flush).
@@ -68,6 +71,8 @@ pub struct DeliveryStatus {
     pub batches: HashMap<String, u64>,
     /// The delivery's Lua scripts: active version and last reload error.
     pub scripts: Vec<ScriptStatus>,
+    /// The delivery's plugin (destination `type = "plugin"`), when it has one.
+    pub plugin: Option<PluginStatus>,
 }
 
 impl Engine {
@@ -79,18 +84,32 @@ impl Engine {
         for e in &errors {
             tracing::error!("{e}");
         }
+        let (plugins, errors) = Plugins::load(&config.plugins);
+        for e in &errors {
+            tracing::error!("{e}");
+        }
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.store.path)?);
-        Ok(Self::with_store(config, store, Arc::new(scripts)))
+        Ok(Self::with_store(
+            config,
+            store,
+            Arc::new(scripts),
+            Arc::new(plugins),
+        ))
     }
 
-    pub fn with_store(config: Config, store: Arc<dyn Store>, scripts: Arc<Scripts>) -> Engine {
+    pub fn with_store(
+        config: Config,
+        store: Arc<dyn Store>,
+        scripts: Arc<Scripts>,
+        plugins: Arc<Plugins>,
+    ) -> Engine {
         let destinations = config
             .deliveries
             .iter()
             .map(|d| {
                 (
                     d.name.clone(),
-                    Arc::from(destination::build(&d.destination)),
+                    Arc::from(destination::build(&d.destination, &plugins)),
                 )
             })
             .collect();
@@ -105,6 +124,7 @@ impl Engine {
             store,
             destinations,
             scripts,
+            plugins,
             work: Arc::new(Notify::new()),
             wake,
         }
@@ -357,10 +377,25 @@ impl Engine {
     /// Reload scripts (and plugins): changed files are compiled beside the
     /// active versions and swapped in; failures keep the last good version.
     pub fn reload(&self) -> ReloadReport {
-        let r = self.scripts.reload();
+        let mut r = self.scripts.reload();
         for (path, e) in &r.failed {
             tracing::error!(script = %path, "reload failed, previous version kept: {e}");
         }
+        let p = self.plugins.reload();
+        for (folder, e) in &p.failed {
+            tracing::error!(plugin = %folder, "reload failed, previous version kept: {e}");
+        }
+        r.reloaded
+            .extend(p.loaded.iter().map(|n| format!("plugin {n}")));
+        r.unchanged
+            .extend(p.unchanged.iter().map(|n| format!("plugin {n}")));
+        r.reloaded
+            .extend(p.removed.iter().map(|n| format!("plugin {n} (removed)")));
+        r.failed.extend(
+            p.failed
+                .into_iter()
+                .map(|(f, e)| (format!("plugin {f}"), e)),
+        );
         tracing::info!(generation = r.generation, reloaded = ?r.reloaded, failed = r.failed.len(), "reload");
         r
     }
@@ -413,6 +448,14 @@ impl Engine {
                         .flat_map(|s| s.files())
                         .filter_map(|(_, p)| all.iter().find(|s| s.path == p).cloned())
                         .collect()
+                },
+                plugin: match &d.destination {
+                    crate::config::DestinationConfig::Plugin(p) => self
+                        .plugins
+                        .status()
+                        .into_iter()
+                        .find(|s| s.name.as_deref() == Some(p.plugin.as_str())),
+                    _ => None,
                 },
             });
         }

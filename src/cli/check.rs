@@ -46,6 +46,32 @@ pub fn run(path: &Path, connect: bool, only: Option<&str>, json: bool) -> anyhow
     // Every script must compile (and pass its self_test) with the roles it is named for.
     let (_, script_errors) = crate::script::Scripts::load(&cfg);
     path_errors.extend(script_errors.iter().map(|e| e.to_string()));
+    // Every plugin a delivery names must load, and its config fit the plugin's schema.
+    let (plugins, plugin_errors) = crate::plugin::Plugins::load(&cfg.plugins);
+    let plugins = std::sync::Arc::new(plugins);
+    for d in &cfg.deliveries {
+        if let crate::config::DestinationConfig::Plugin(p) = &d.destination {
+            match plugins.get(&p.plugin) {
+                None => path_errors.push(format!(
+                    "delivery[{}].destination.plugin: {}",
+                    d.name,
+                    plugins.why_missing(&p.plugin)
+                )),
+                Some(loaded) => {
+                    if let Err(errors) = loaded.manifest.resolve_config(&p.config) {
+                        path_errors.extend(
+                            errors
+                                .iter()
+                                .map(|e| format!("delivery[{}].destination.{e}", d.name)),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    for e in &plugin_errors {
+        eprintln!("warning: {e}");
+    }
     if !path_errors.is_empty() {
         if json {
             println!(
@@ -87,7 +113,7 @@ pub fn run(path: &Path, connect: bool, only: Option<&str>, json: bool) -> anyhow
         .iter()
         .filter(|d| only.is_none_or(|n| n == d.name))
     {
-        let dest = destination::build(&d.destination);
+        let dest = destination::build(&d.destination, &plugins);
         match dest.check() {
             Ok(msg) => {
                 if !json {

@@ -7,6 +7,7 @@ mod demo;
 mod enqueue;
 mod flush;
 mod init;
+mod plugin;
 mod preview;
 mod reload;
 mod script;
@@ -123,6 +124,9 @@ pub enum Command {
     /// Lua scripts: run a hook on sample input.
     #[command(subcommand)]
     Script(ScriptCommand),
+    /// Destination plugins: list the plugins folder, inspect or check a package.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// The main job on an embedded default: generate sample leads, queue them,
     /// cut, assemble (CSV + gzip) and deliver to a local outbox.
     Demo {
@@ -179,6 +183,29 @@ pub enum ScriptCommand {
         /// Transform: at most this many records of the input.
         #[arg(long, default_value_t = 20)]
         records: usize,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Every package in the config's plugins folder: version, kind, SDK,
+    /// hash, capabilities, which deliveries use it, load errors.
+    List,
+    /// A package's manifest, SDK version, imports/exports, capabilities,
+    /// config schema, SHA-256 and load time (PATH: its folder or plugin.toml).
+    Inspect { path: PathBuf },
+    /// Load a package and run its connection check with the given config.
+    Check {
+        path: PathBuf,
+        /// A config value, KEY=VALUE (TOML value; bare words are strings). Repeatable.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Grant HTTP to HOST[:PORT] (if the manifest asks for it). Repeatable.
+        #[arg(long = "allow-http", value_name = "HOST[:PORT]")]
+        allow_http: Vec<String>,
+        /// Grant reading environment variable NAME (if the manifest asks). Repeatable.
+        #[arg(long = "allow-env", value_name = "NAME")]
+        allow_env: Vec<String>,
     },
 }
 
@@ -316,6 +343,25 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Demo { ref dir, records } => demo::run(dir, records, json),
         Command::Reload => reload::run(&cli.config, json),
+        Command::Plugin(PluginCommand::List) => plugin::list(&cli.config, json),
+        Command::Plugin(PluginCommand::Inspect { ref path }) => {
+            plugin::inspect(&cli.config, path, json)
+        }
+        Command::Plugin(PluginCommand::Check {
+            ref path,
+            ref set,
+            ref allow_http,
+            ref allow_env,
+        }) => plugin::check(
+            &cli.config,
+            &plugin::CheckArgs {
+                path,
+                set,
+                allow_http,
+                allow_env,
+            },
+            json,
+        ),
         Command::Script(ScriptCommand::Test {
             ref script,
             ref input,

@@ -19,6 +19,7 @@ pub enum DestinationConfig {
     S3(S3Config),
     Gcs(GcsConfig),
     Azure(AzureConfig),
+    Plugin(PluginDestConfig),
 }
 
 impl DestinationConfig {
@@ -31,6 +32,7 @@ impl DestinationConfig {
             DestinationConfig::S3(_) => "s3",
             DestinationConfig::Gcs(_) => "gcs",
             DestinationConfig::Azure(_) => "azure",
+            DestinationConfig::Plugin(_) => "plugin",
         }
     }
 }
@@ -43,6 +45,33 @@ pub struct LocalConfig {
     /// Create the directory if it does not exist.
     #[serde(default = "layout::default_true")]
     pub create_dirs: bool,
+}
+
+/// `type = "plugin"`: a destination plugin from the plugins folder.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginDestConfig {
+    /// The plugin's name (its `plugin.toml` `name`).
+    pub plugin: String,
+    /// The plugin's own settings, checked against its manifest's schema.
+    /// String values may use `${env:NAME}` / `${file:PATH}`.
+    #[serde(default)]
+    pub config: toml::Table,
+    /// Hosts the plugin may call over HTTP (`host:port`, `host`, `*.domain`, `*`);
+    /// only those its manifest also asks for are granted.
+    #[serde(default)]
+    pub allow_http: Vec<String>,
+    /// Environment variables the plugin may read (if its manifest asks for them).
+    #[serde(default)]
+    pub allow_env: Vec<String>,
+    /// Extra CA certificate(s) (PEM) trusted for the plugin's HTTPS calls.
+    pub ca_file: Option<PathBuf>,
+    /// Override `[plugins] memory_limit` for this destination.
+    pub memory_limit: Option<ByteSize>,
+    /// Override `[plugins] timeout` for this destination.
+    pub timeout: Option<HumanDuration>,
+    /// Override `[plugins] fuel` (only counted when `[plugins] fuel` is set).
+    pub fuel: Option<u64>,
 }
 
 /// `type = "sftp"`: an SSH file server.
@@ -505,6 +534,25 @@ impl DestinationConfig {
             }
         };
         match self {
+            DestinationConfig::Plugin(p) => {
+                if p.plugin.is_empty() {
+                    push("plugin", "give the plugin's name (its plugin.toml `name`)".into());
+                }
+                for a in &p.allow_http {
+                    if a.is_empty() || a.contains("://") || a.contains('/') {
+                        push(
+                            "allow_http",
+                            format!("{a:?}: give host, host:port, *.domain or * (no scheme, no path)"),
+                        );
+                    }
+                }
+                if p.memory_limit.is_some_and(|m| m.0 < (1 << 20)) {
+                    push("memory_limit", "must be at least 1MiB".into());
+                }
+                if p.timeout.is_some_and(|t| t.0.is_zero()) {
+                    push("timeout", "must be more than 0".into());
+                }
+            }
             DestinationConfig::Ftp(f) => {
                 if f.host.0.contains("://") || f.host.0.contains('/') {
                     push(

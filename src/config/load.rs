@@ -88,6 +88,7 @@ pub fn load_str(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigEr
     let mut store = StoreConfig::default();
     let mut server = ServerConfig::default();
     let mut scripts = ScriptsConfig::default();
+    let mut plugins = PluginsConfig::default();
     let mut deliveries = Vec::new();
     for (key, value) in root.get_ref().iter() {
         match key.get_ref().as_ref() {
@@ -123,6 +124,11 @@ pub fn load_str(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigEr
                     scripts = s;
                 }
             }
+            "plugins" => {
+                if let Some(p) = cx.value::<PluginsConfig>("plugins", value) {
+                    plugins = p;
+                }
+            }
             "delivery" => match value.get_ref() {
                 DeValue::Array(items) => {
                     for (i, item) in items.iter().enumerate() {
@@ -140,7 +146,7 @@ pub fn load_str(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigEr
             other => cx.push(
                 other,
                 Some(key.span()),
-                "unknown top-level key (expected `store`, `server`, `scripts` or `[[delivery]]`)"
+                "unknown top-level key (expected `store`, `server`, `scripts`, `plugins` or `[[delivery]]`)"
                     .into(),
             ),
         }
@@ -169,6 +175,8 @@ pub fn load_str(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigEr
     resolve(&mut store.path);
     resolve(&mut store.spool_dir);
     resolve(&mut scripts.dir);
+    resolve(&mut plugins.dir);
+    resolve(&mut plugins.cache_dir);
     for d in &mut deliveries {
         if let Some(s) = d.scripts.as_mut() {
             s.limits.get_or_insert(scripts.limits);
@@ -186,6 +194,11 @@ pub fn load_str(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigEr
                 }
             }
             DestinationConfig::S3(_) | DestinationConfig::Azure(_) => {}
+            DestinationConfig::Plugin(p) => {
+                if let Some(k) = p.ca_file.as_mut() {
+                    resolve(k)
+                }
+            }
             DestinationConfig::Http(h) => {
                 if let Some(k) = h.ca_file.as_mut() {
                     resolve(k)
@@ -206,6 +219,7 @@ pub fn load_str(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigEr
         store,
         server,
         scripts,
+        plugins,
         deliveries,
     })
 }

@@ -5,6 +5,7 @@
 mod destination;
 mod layout;
 mod load;
+mod plugin;
 mod script;
 mod secret;
 mod units;
@@ -12,6 +13,7 @@ mod units;
 pub use destination::*;
 pub use layout::*;
 pub use load::{load, load_str, ConfigError, ConfigErrors};
+pub use plugin::PluginsConfig;
 pub use script::{DeliveryScripts, OnError, ScriptLimits, ScriptsConfig, TransformMode};
 pub use secret::{expand, Expanded, Secret};
 pub use units::{parse_duration, parse_size, ByteSize, HumanDuration};
@@ -30,6 +32,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// `[scripts]`: the Lua scripts folder and default limits.
     pub scripts: ScriptsConfig,
+    /// `[plugins]`: the destination plugins folder and default limits.
+    pub plugins: PluginsConfig,
     pub deliveries: Vec<DeliveryConfig>,
 }
 

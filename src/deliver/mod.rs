@@ -356,6 +356,11 @@ pub fn attempt(
             tracing::warn!(batch = %batch.id, part, "could not record an accepted part: {e}");
         }
     };
+    let component = |c: crate::store::Component| {
+        if let Err(e) = store.record_components(&batch, std::slice::from_ref(&c)) {
+            tracing::warn!(batch = %batch.id, "could not record the plugin's hash: {e}");
+        }
+    };
     let result = outgoing(store, &batch, delivery, spool_dir, scripts).and_then(|files| {
         // Read after `outgoing`: a spool rebuild may have reset what was accepted.
         let already = store
@@ -370,6 +375,7 @@ pub fn attempt(
             files,
             already,
             accepted: Some(&accepted),
+            component: Some(&component),
         };
         // A panic inside a destination (or a library it uses) fails this
         // attempt like any other error; it must not leave the batch

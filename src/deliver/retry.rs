@@ -41,7 +41,7 @@ pub fn decide(
     unit: f64,
 ) -> Decision {
     match class {
-        ErrorClass::Auth | ErrorClass::HostKey => Decision::Suspend,
+        ErrorClass::Auth | ErrorClass::HostKey | ErrorClass::PluginSuspended => Decision::Suspend,
         ErrorClass::Permission | ErrorClass::NotFound | ErrorClass::Permanent => Decision::Manual,
         ErrorClass::Connect | ErrorClass::Timeout | ErrorClass::Transient => {
             if attempt >= cfg.max_attempts {

@@ -358,7 +358,7 @@ pub(crate) fn encode(v: &str) -> String {
 /// happens to the batch.
 fn severity(c: ErrorClass) -> u8 {
     match c {
-        ErrorClass::Auth | ErrorClass::HostKey => 5,
+        ErrorClass::Auth | ErrorClass::HostKey | ErrorClass::PluginSuspended => 5,
         ErrorClass::Permission | ErrorClass::NotFound => 4,
         ErrorClass::Permanent => 3,
         ErrorClass::Connect | ErrorClass::Timeout | ErrorClass::Transient => 1,
@@ -490,6 +490,7 @@ impl Destination for HttpDestination {
             files: Vec::new(),
             already: Vec::new(),
             accepted: None,
+            component: None,
         };
         let url = self.render(&self.cfg.url.0, &shipment, &probe, 1, true);
         let shown = url.split('?').next().unwrap_or(&url).to_string();

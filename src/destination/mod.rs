@@ -8,6 +8,7 @@ mod gcs;
 mod http;
 mod local;
 mod objects;
+mod plugin;
 mod s3;
 mod sftp;
 mod tls;
@@ -21,6 +22,7 @@ pub use ftp::FtpDestination;
 pub use gcs::GcsDestination;
 pub use http::HttpDestination;
 pub use local::LocalDestination;
+pub use plugin::PluginDestination;
 pub use s3::S3Destination;
 pub use sftp::SftpDestination;
 
@@ -44,6 +46,9 @@ pub enum ErrorClass {
     NotFound,
     /// Anything else that will not fix itself. Manual queue.
     Permanent,
+    /// A plugin crashed too often in a row and is no longer called until it
+    /// is reloaded. The delivery is suspended.
+    PluginSuspended,
 }
 
 impl ErrorClass {
@@ -57,6 +62,7 @@ impl ErrorClass {
             ErrorClass::Permission => "permission",
             ErrorClass::NotFound => "not_found",
             ErrorClass::Permanent => "permanent",
+            ErrorClass::PluginSuspended => "plugin_suspended",
         }
     }
 }
@@ -141,6 +147,9 @@ pub struct Shipment<'a> {
     /// Called as soon as a part is accepted (recorded at once, so a crash
     /// mid-batch does not resend it).
     pub accepted: Option<&'a (dyn Fn(u32) + Sync)>,
+    /// Called with the code that delivers this batch (a plugin's name and
+    /// SHA-256), recorded with the batch.
+    pub component: Option<&'a (dyn Fn(crate::store::Component) + Sync)>,
 }
 
 impl std::fmt::Debug for Shipment<'_> {
@@ -174,8 +183,14 @@ pub trait Destination: Send + Sync {
     fn check(&self) -> Result<String, DestinationError>;
 }
 
-pub fn build(cfg: &DestinationConfig) -> Box<dyn Destination> {
+/// The destination a config describes. Plugin destinations look their
+/// plugin up in `plugins` at every attempt (so a reload takes effect).
+pub fn build(
+    cfg: &DestinationConfig,
+    plugins: &std::sync::Arc<crate::plugin::Plugins>,
+) -> Box<dyn Destination> {
     match cfg {
+        DestinationConfig::Plugin(c) => Box::new(PluginDestination::new(c.clone(), plugins.clone())),
         DestinationConfig::Local(c) => Box::new(LocalDestination::new(c.clone())),
         DestinationConfig::Sftp(c) => Box::new(SftpDestination::new(c.clone())),
         DestinationConfig::Http(c) => Box::new(HttpDestination::new(c.clone())),

@@ -388,38 +388,20 @@ impl Scripts {
             .collect()
     }
 
-    /// Reload when a file in the scripts folder changes: events are
-    /// collected for 200 ms, then one reload runs. The watcher lives as long
-    /// as the returned handle.
+    /// Reload when a file in the scripts folder changes (one reload per
+    /// burst of events). The watcher lives as long as the returned handle.
     pub fn watch(self: &Arc<Self>) -> Result<notify::RecommendedWatcher, String> {
-        use notify::Watcher;
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-            if ev.is_ok_and(|e| !e.kind.is_access()) {
-                let _ = tx.send(());
-            }
-        })
-        .map_err(|e| format!("cannot watch {}: {e}", self.dir.display()))?;
-        watcher
-            .watch(&self.dir, notify::RecursiveMode::Recursive)
-            .map_err(|e| format!("cannot watch {}: {e}", self.dir.display()))?;
         let me = Arc::downgrade(self);
-        std::thread::Builder::new()
-            .name("script-watch".into())
-            .spawn(move || {
-                while rx.recv().is_ok() {
-                    // Let a burst of events (editor save = several) settle.
-                    std::thread::sleep(std::time::Duration::from_millis(200));
-                    while rx.try_recv().is_ok() {}
-                    let Some(scripts) = me.upgrade() else { return };
-                    let r = scripts.reload();
-                    if !r.reloaded.is_empty() || !r.failed.is_empty() {
-                        tracing::info!(reloaded = ?r.reloaded, failed = r.failed.len(), "scripts folder changed: reloaded");
-                    }
-                }
-            })
-            .map_err(|e| format!("cannot start the script watcher: {e}"))?;
-        Ok(watcher)
+        crate::watch::on_change(&self.dir, "script-watch", move || {
+            let Some(scripts) = me.upgrade() else {
+                return false;
+            };
+            let r = scripts.reload();
+            if !r.reloaded.is_empty() || !r.failed.is_empty() {
+                tracing::info!(reloaded = ?r.reloaded, failed = r.failed.len(), "scripts folder changed: reloaded");
+            }
+            true
+        })
     }
 }
 
