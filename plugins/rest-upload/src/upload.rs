@@ -136,7 +136,7 @@ fn put_chunks(
                 .sign(request, b"")?
                 .file_range(file.part, chunk.start, chunk.len),
         };
-        send(settings, request).map_err(|e| e.context(what()))?;
+        send(settings, request).map_err(|e| locate(e, what()))?;
     }
     Ok((format!("{}/{}", batch.id, file.name), plan.len()))
 }
@@ -163,8 +163,17 @@ fn post_multipart(
         .header("X-Part", file.part.to_string())
         .header("Idempotency-Key", format!("{}-{}-0", batch.id, file.part));
     let request = auth.sign(request, &body)?.bytes(body);
-    send(settings, request).map_err(|e| e.context(what()))?;
+    send(settings, request).map_err(|e| locate(e, what()))?;
     Ok((format!("{}/{}", batch.id, file.name), 1))
+}
+
+/// Say which request failed, except in a rejection: its message is the
+/// partner's own words (the status or `DUPLICATE` is the code).
+fn locate(e: Error, what: String) -> Error {
+    match e {
+        Error::Rejected { .. } => e,
+        other => other.context(what),
+    }
 }
 
 fn send(settings: &Settings, request: Request) -> Result<()> {

@@ -3,7 +3,7 @@
 //!
 //! Values come as text (strings as they are, numbers and booleans spelled
 //! out). The typed getters turn a missing or malformed value into an
-//! [`Error::Permanent`](crate::Error::Permanent) that names the key, which is
+//! [`Error::Permanent`] that names the key, which is
 //! what a plugin should return for bad configuration.
 
 use std::str::FromStr;

@@ -61,8 +61,16 @@ pub(crate) fn package() -> Option<&'static Package> {
     PACKAGE.get().copied()
 }
 
+/// Remember the package and, on the first call, install a panic hook that
+/// writes the panic's message to the engine's log before the trap (a
+/// component has no stderr, so the message would otherwise be lost).
 fn record(package: &'static Package) {
-    let _ = PACKAGE.set(package);
+    if PACKAGE.set(package).is_ok() {
+        std::panic::set_hook(Box::new(|info| {
+            let line = info.to_string().replace('\n', " ");
+            crate::log::log(crate::log::Level::Error, &format!("plugin {line}"));
+        }));
+    }
 }
 
 #[doc(hidden)]

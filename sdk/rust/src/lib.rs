@@ -141,7 +141,7 @@ macro_rules! export {
                 }
             }
 
-            $crate::bindings::__export_world!(__ConsignExport with_types_in $crate::bindings);
-};
+    $crate::bindings::__export_world!(__ConsignExport with_types_in $crate::bindings);
+        };
     };
 }
