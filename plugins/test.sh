@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Native unit tests of the SDK and the plugins (rustup's toolchain, host
+# target, plugins/target-native): the logic that needs no host. The wasm
+# crates' .cargo/config.toml applies only inside their folders, so cargo runs
+# from the repo root with --manifest-path.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here/.."
+for crate in sdk/rust plugins/rest-upload plugins/fixture plugins/native-copy; do
+  echo "==> cargo test: $crate" >&2
+  CARGO_TARGET_DIR="$here/target-native" cargo test -q -j "${CONSIGN_PLUGIN_JOBS:-2}" \
+    --manifest-path "$crate/Cargo.toml"
+done
