@@ -58,6 +58,29 @@ pub async fn serve(engine: Arc<Engine>) -> anyhow::Result<()> {
             broken.join("\n")
         );
     }
+    let missing: Vec<String> = engine
+        .config
+        .deliveries
+        .iter()
+        .filter_map(|d| match &d.destination {
+            crate::config::DestinationConfig::Plugin(p)
+                if engine.plugins.get(&p.plugin).is_none() =>
+            {
+                Some(format!(
+                    "delivery {}: {}",
+                    d.name,
+                    engine.plugins.why_missing(&p.plugin)
+                ))
+            }
+            _ => None,
+        })
+        .collect();
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "plugins do not load (there is no earlier version to fall back on):\n{}",
+            missing.join("\n")
+        );
+    }
     let _lock = lock_store(&engine.config.store.path)?;
     // Scripts reload on file changes (and on SIGHUP, `consign reload`, the API).
     let _watch = if engine.config.scripts.watch && !engine.scripts.is_empty() {
@@ -66,6 +89,20 @@ pub async fn serve(engine: Arc<Engine>) -> anyhow::Result<()> {
             Err(e) => {
                 tracing::warn!(
                     "scripts are not watched ({e}); reload with SIGHUP or `consign reload`"
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    // Plugins too: a new version compiles beside the old one and swaps in.
+    let _watch_plugins = if engine.config.plugins.watch && engine.config.plugins.dir.is_dir() {
+        match engine.plugins.watch() {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(
+                    "plugins are not watched ({e}); reload with SIGHUP or `consign reload`"
                 );
                 None
             }

@@ -45,7 +45,9 @@ pub fn list(config: &Path, json: bool) -> anyhow::Result<ExitCode> {
         .deliveries
         .iter()
         .filter_map(|d| match &d.destination {
-            crate::config::DestinationConfig::Plugin(p) => Some((p.plugin.as_str(), d.name.as_str())),
+            crate::config::DestinationConfig::Plugin(p) => {
+                Some((p.plugin.as_str(), d.name.as_str()))
+            }
             _ => None,
         })
         .collect();
@@ -62,7 +64,10 @@ pub fn list(config: &Path, json: bool) -> anyhow::Result<ExitCode> {
                 })
             })
             .collect();
-        println!("{}", serde_json::json!({ "dir": cfg.plugins.dir, "plugins": rows }));
+        println!(
+            "{}",
+            serde_json::json!({ "dir": cfg.plugins.dir, "plugins": rows })
+        );
         return Ok(ExitCode::SUCCESS);
     }
     println!("plugins folder: {}", cfg.plugins.dir.display());
@@ -131,19 +136,45 @@ pub fn inspect(config: &Path, path: &Path, json: bool) -> anyhow::Result<ExitCod
         );
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{} {} ({:?}) — {}", m.name, m.version, m.kind, m.description);
-    println!("  file        {} ({} bytes)", p.dir.join(&m.file).display(), p.size);
+    println!(
+        "{} {} ({:?}) — {}",
+        m.name, m.version, m.kind, m.description
+    );
+    println!(
+        "  file        {} ({} bytes)",
+        p.dir.join(&m.file).display(),
+        p.size
+    );
     println!("  sha256      {}", p.sha256);
-    println!("  sdk         {} (this consign: {}.{})", m.sdk, crate::plugin::manifest::SDK_MAJOR, crate::plugin::manifest::SDK_MINOR);
-    println!("  info()      {} {}: {}", p.info.name, p.info.version, p.info.description);
-    println!("  imports     {}", if imports.is_empty() { "-".into() } else { imports.join(", ") });
+    println!(
+        "  sdk         {} (this consign: {}.{})",
+        m.sdk,
+        crate::plugin::manifest::SDK_MAJOR,
+        crate::plugin::manifest::SDK_MINOR
+    );
+    println!(
+        "  info()      {} {}: {}",
+        p.info.name, p.info.version, p.info.description
+    );
+    println!(
+        "  imports     {}",
+        if imports.is_empty() {
+            "-".into()
+        } else {
+            imports.join(", ")
+        }
+    );
     println!("  exports     {}", exports.join(", "));
     println!("  http        {:?}", m.capabilities.http);
     println!("  env         {:?}", m.capabilities.env);
     println!(
         "  loaded in   {:.1} ms{}",
         p.load_time.as_secs_f64() * 1000.0,
-        if p.cached { " (compiled artefact from the cache)" } else { "" }
+        if p.cached {
+            " (compiled artefact from the cache)"
+        } else {
+            ""
+        }
     );
     if !m.config.is_empty() {
         println!("  config:");

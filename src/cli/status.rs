@@ -45,6 +45,25 @@ pub fn run(engine: &Engine, json: bool) -> anyhow::Result<ExitCode> {
             (Some(t), None) => println!("    next trigger: {t}"),
             _ => println!("    next trigger: manual flush only"),
         }
+        if let Some(p) = &s.plugin {
+            let name = p.name.as_deref().unwrap_or(&p.folder);
+            match (&p.version, &p.sha256) {
+                (Some(v), Some(sha)) => println!(
+                    "    plugin: {name} {v} (sha256 {}, generation {}){}",
+                    &sha[..12.min(sha.len())],
+                    p.generation.unwrap_or(0),
+                    if p.crashes > 0 {
+                        format!(", {} crash(es) in a row", p.crashes)
+                    } else {
+                        String::new()
+                    }
+                ),
+                _ => println!("    plugin: {name} NOT LOADED"),
+            }
+            if let Some(e) = &p.error {
+                println!("    plugin reload error (previous version still serves): {e}");
+            }
+        }
         if !s.batches.is_empty() {
             let mut v: Vec<_> = s.batches.iter().collect();
             v.sort();

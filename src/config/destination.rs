@@ -536,13 +536,18 @@ impl DestinationConfig {
         match self {
             DestinationConfig::Plugin(p) => {
                 if p.plugin.is_empty() {
-                    push("plugin", "give the plugin's name (its plugin.toml `name`)".into());
+                    push(
+                        "plugin",
+                        "give the plugin's name (its plugin.toml `name`)".into(),
+                    );
                 }
                 for a in &p.allow_http {
                     if a.is_empty() || a.contains("://") || a.contains('/') {
                         push(
                             "allow_http",
-                            format!("{a:?}: give host, host:port, *.domain or * (no scheme, no path)"),
+                            format!(
+                                "{a:?}: give host, host:port, *.domain or * (no scheme, no path)"
+                            ),
                         );
                     }
                 }

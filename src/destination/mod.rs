@@ -190,7 +190,9 @@ pub fn build(
     plugins: &std::sync::Arc<crate::plugin::Plugins>,
 ) -> Box<dyn Destination> {
     match cfg {
-        DestinationConfig::Plugin(c) => Box::new(PluginDestination::new(c.clone(), plugins.clone())),
+        DestinationConfig::Plugin(c) => {
+            Box::new(PluginDestination::new(c.clone(), plugins.clone()))
+        }
         DestinationConfig::Local(c) => Box::new(LocalDestination::new(c.clone())),
         DestinationConfig::Sftp(c) => Box::new(SftpDestination::new(c.clone())),
         DestinationConfig::Http(c) => Box::new(HttpDestination::new(c.clone())),

@@ -24,23 +24,29 @@ impl PluginDestination {
     /// The active version, or why there is none.
     fn plugin(&self) -> Result<Arc<Loaded>, DestinationError> {
         self.plugins.get(&self.cfg.plugin).ok_or_else(|| {
-            DestinationError::new(ErrorClass::NotFound, self.plugins.why_missing(&self.cfg.plugin))
+            DestinationError::new(
+                ErrorClass::NotFound,
+                self.plugins.why_missing(&self.cfg.plugin),
+            )
         })
     }
 
     /// The call's config and capabilities for `p`; errors name the key.
     fn input(&self, p: &Loaded, batch: Option<BatchInput>) -> Result<CallInput, DestinationError> {
-        let config = p.manifest.resolve_config(&self.cfg.config).map_err(|errors| {
-            DestinationError::new(
-                ErrorClass::Permanent,
-                format!(
-                    "plugin {} {}: [delivery.destination] {}",
-                    p.name(),
-                    p.manifest.version,
-                    errors.join("; ")
-                ),
-            )
-        })?;
+        let config = p
+            .manifest
+            .resolve_config(&self.cfg.config)
+            .map_err(|errors| {
+                DestinationError::new(
+                    ErrorClass::Permanent,
+                    format!(
+                        "plugin {} {}: [delivery.destination] {}",
+                        p.name(),
+                        p.manifest.version,
+                        errors.join("; ")
+                    ),
+                )
+            })?;
         Ok(CallInput {
             plugin: p.name().to_string(),
             config,
@@ -107,7 +113,9 @@ fn classify(p: &Loaded, e: CallError) -> DestinationError {
         CallError::Deadline(m) | CallError::Memory(m) => {
             DestinationError::new(ErrorClass::Transient, format!("{who} stopped: {m}"))
         }
-        CallError::Host(m) => DestinationError::new(ErrorClass::Transient, format!("{who}: host: {m}")),
+        CallError::Host(m) => {
+            DestinationError::new(ErrorClass::Transient, format!("{who}: host: {m}"))
+        }
         CallError::CrashLoop(m) => DestinationError::new(ErrorClass::PluginSuspended, m),
     }
 }
@@ -115,7 +123,13 @@ fn classify(p: &Loaded, e: CallError) -> DestinationError {
 impl Destination for PluginDestination {
     fn describe(&self) -> String {
         match self.plugins.get(&self.cfg.plugin) {
-            Some(p) => format!("plugin:{} {} ({:?})", p.name(), p.manifest.version, p.kind()).to_lowercase(),
+            Some(p) => format!(
+                "plugin:{} {} ({:?})",
+                p.name(),
+                p.manifest.version,
+                p.kind()
+            )
+            .to_lowercase(),
             None => format!("plugin:{} (not loaded)", self.cfg.plugin),
         }
     }

@@ -126,7 +126,10 @@ mod tests {
         let g = grants(&["*"], &["127.0.0.1:8085"]);
         assert!(g.http("127.0.0.1", 8085).is_ok());
         let e = g.http("127.0.0.1", 9000).unwrap_err();
-        assert!(e.contains("http:127.0.0.1:9000") && e.contains("operator"), "{e}");
+        assert!(
+            e.contains("http:127.0.0.1:9000") && e.contains("operator"),
+            "{e}"
+        );
         let g = grants(&["api.partner.com"], &["*"]);
         assert!(g.http("api.partner.com", 443).is_ok());
         let e = g.http("evil.com", 443).unwrap_err();

@@ -269,7 +269,10 @@ mod tests {
         assert!(check_sdk("p", "1.0").is_ok());
         assert!(check_sdk("p", "1").is_ok());
         let e = check_sdk("p", "2.0").unwrap_err();
-        assert!(e.contains("SDK 2.0") && e.contains("upgrade consign"), "{e}");
+        assert!(
+            e.contains("SDK 2.0") && e.contains("upgrade consign"),
+            "{e}"
+        );
         let e = check_sdk("p", "0.9").unwrap_err();
         assert!(e.contains("rebuild"), "{e}");
         let e = check_sdk("p", "1.7").unwrap_err();
@@ -297,9 +300,20 @@ default = 5
         .expect("manifest");
         let given: toml::Table = toml::from_str("size = \"big\"\nother = 1").expect("toml");
         let errs = m.resolve_config(&given).unwrap_err();
-        assert!(errs.iter().any(|e| e.contains("config.size: size must be an integer, not a string")), "{errs:?}");
-        assert!(errs.iter().any(|e| e.contains("config.other") && e.contains("endpoint, size")), "{errs:?}");
-        assert!(errs.iter().any(|e| e.contains("config.endpoint: required")), "{errs:?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("config.size: size must be an integer, not a string")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("config.other") && e.contains("endpoint, size")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter().any(|e| e.contains("config.endpoint: required")),
+            "{errs:?}"
+        );
         let given: toml::Table = toml::from_str("endpoint = \"http://h/\"").expect("toml");
         let ok = m.resolve_config(&given).expect("resolves");
         assert_eq!(ok["size"], 5);

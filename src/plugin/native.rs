@@ -77,7 +77,11 @@ fn text(p: *const c_char) -> Option<String> {
 }
 
 fn buf_text(b: &[c_char]) -> String {
-    let bytes: Vec<u8> = b.iter().take_while(|c| **c != 0).map(|c| *c as u8).collect();
+    let bytes: Vec<u8> = b
+        .iter()
+        .take_while(|c| **c != 0)
+        .map(|c| *c as u8)
+        .collect();
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
@@ -95,7 +99,11 @@ impl NativePlugin {
         // SAFETY: the symbol's type is fixed by sdk/c/consign_plugin.h.
         let abi = unsafe {
             lib.get::<unsafe extern "C" fn() -> u32>(b"consign_plugin_abi_version\0")
-                .map_err(|e| format!("{shown}: not a consign native plugin (no consign_plugin_abi_version: {e})"))?()
+                .map_err(|e| {
+                    format!(
+                        "{shown}: not a consign native plugin (no consign_plugin_abi_version: {e})"
+                    )
+                })?()
         };
         if abi != NATIVE_ABI_VERSION {
             return Err(format!(
@@ -112,8 +120,11 @@ impl NativePlugin {
         }
         // SAFETY: non-null pointer to the library's static vtable.
         let vt = unsafe { &*vtable };
-        if vt.create.is_none() || vt.deliver.is_none() || vt.check.is_none() || vt.destroy.is_none() {
-            return Err(format!("{shown}: the vtable lacks create, deliver, check or destroy"));
+        if vt.create.is_none() || vt.deliver.is_none() || vt.check.is_none() || vt.destroy.is_none()
+        {
+            return Err(format!(
+                "{shown}: the vtable lacks create, deliver, check or destroy"
+            ));
         }
         let info = Info {
             name: text(vt.name).unwrap_or_default(),

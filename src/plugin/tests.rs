@@ -93,10 +93,18 @@ fn delivers_reading_every_byte_through_the_file_resource() {
     let (root, p) = with_fixture();
     // 300 KiB + a few: several 64 KiB reads, last one short.
     let big: Vec<u8> = (0..300_003u32).map(|i| (i % 251) as u8).collect();
-    let files = vec![file(root.path(), 1, &big), file(root.path(), 2, b"a,b\n1,2\n")];
-    let out = call(&p, &input(serde_json::json!({"behaviour": "ok"}), &[], files)).expect("ok");
+    let files = vec![
+        file(root.path(), 1, &big),
+        file(root.path(), 2, b"a,b\n1,2\n"),
+    ];
+    let out = call(
+        &p,
+        &input(serde_json::json!({"behaviour": "ok"}), &[], files),
+    )
+    .expect("ok");
     assert!(
-        out.message.contains("fixture 1.0.0: 2 files, 300011 bytes, sha256 verified"),
+        out.message
+            .contains("fixture 1.0.0: 2 files, 300011 bytes, sha256 verified"),
         "{out:?}"
     );
     let status = p.status();
@@ -110,25 +118,46 @@ fn a_wrong_checksum_is_the_plugins_permanent_error() {
     let mut f = file(root.path(), 1, b"abc");
     f.sha256 = "00".repeat(32);
     let e = call(&p, &input(serde_json::json!({}), &[], vec![f])).unwrap_err();
-    assert!(matches!(&e, CallError::Plugin(Failure::Permanent(m)) if m.contains("sha256")), "{e:?}");
+    assert!(
+        matches!(&e, CallError::Plugin(Failure::Permanent(m)) if m.contains("sha256")),
+        "{e:?}"
+    );
 }
 
 #[test]
 fn an_infinite_loop_is_stopped_by_the_deadline() {
     let (_root, p) = with_fixture();
     let t = Instant::now();
-    let e = call(&p, &input(serde_json::json!({"behaviour": "loop"}), &[], vec![])).unwrap_err();
-    assert!(matches!(&e, CallError::Deadline(m) if m.contains("500ms")), "{e:?}");
-    assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
+    let e = call(
+        &p,
+        &input(serde_json::json!({"behaviour": "loop"}), &[], vec![]),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, CallError::Deadline(m) if m.contains("500ms")),
+        "{e:?}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
     // The engine keeps serving: the next call works.
-    let ok = call(&p, &input(serde_json::json!({"behaviour": "ok"}), &[], vec![]));
+    let ok = call(
+        &p,
+        &input(serde_json::json!({"behaviour": "ok"}), &[], vec![]),
+    );
     assert!(ok.is_ok(), "{ok:?}");
 }
 
 #[test]
 fn a_memory_hog_is_stopped_by_the_limit() {
     let (_root, p) = with_fixture();
-    let e = call(&p, &input(serde_json::json!({"behaviour": "hog"}), &[], vec![])).unwrap_err();
+    let e = call(
+        &p,
+        &input(serde_json::json!({"behaviour": "hog"}), &[], vec![]),
+    )
+    .unwrap_err();
     assert!(
         matches!(&e, CallError::Memory(m) if m.contains("memory limit of 33554432 bytes exceeded")),
         "{e:?}"
@@ -144,8 +173,15 @@ fn fuel_limits_a_loop_when_configured() {
     cfg.timeout = HumanDuration(Duration::from_secs(60));
     let (p, errors) = Plugins::load(&cfg);
     assert!(errors.is_empty(), "{errors:?}");
-    let e = call(&p, &input(serde_json::json!({"behaviour": "loop"}), &[], vec![])).unwrap_err();
-    assert!(matches!(&e, CallError::Deadline(m) if m.contains("fuel")), "{e:?}");
+    let e = call(
+        &p,
+        &input(serde_json::json!({"behaviour": "loop"}), &[], vec![]),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, CallError::Deadline(m) if m.contains("fuel")),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -189,11 +225,19 @@ fn http_to_a_host_not_granted_is_refused_naming_the_capability() {
 fn env_capability_needs_manifest_and_operator() {
     let (_root, p) = with_fixture();
     std::env::set_var("CONSIGN_FIXTURE_VAR", "secret-value");
-    let ok = call(&p, &input(serde_json::json!({"behaviour": "env"}), &[], vec![])).expect("granted");
+    let ok = call(
+        &p,
+        &input(serde_json::json!({"behaviour": "env"}), &[], vec![]),
+    )
+    .expect("granted");
     assert!(ok.message.contains("12"), "{ok:?}");
     let e = call(
         &p,
-        &input(serde_json::json!({"behaviour": "env", "var": "HOME"}), &[], vec![]),
+        &input(
+            serde_json::json!({"behaviour": "env", "var": "HOME"}),
+            &[],
+            vec![],
+        ),
     )
     .unwrap_err();
     assert!(
@@ -226,7 +270,11 @@ fn a_manifest_that_disagrees_with_the_component_is_refused() {
     install(root.path(), "fixture", &repo("plugins/fixture"));
     let m = root.path().join("plugins/fixture/plugin.toml");
     let text = std::fs::read_to_string(&m).expect("read");
-    std::fs::write(&m, text.replace("version = \"1.0.0\"", "version = \"1.0.1\"")).expect("write");
+    std::fs::write(
+        &m,
+        text.replace("version = \"1.0.0\"", "version = \"1.0.1\""),
+    )
+    .expect("write");
     let (_p, errors) = Plugins::load(&settings(root.path()));
     assert!(errors[0].contains("says it is fixture 1.0.0"), "{errors:?}");
 }
@@ -235,9 +283,16 @@ fn a_manifest_that_disagrees_with_the_component_is_refused() {
 fn garbage_instead_of_a_component_is_a_clear_error() {
     let root = tempfile::tempdir().expect("tmp");
     install(root.path(), "fixture", &repo("plugins/fixture"));
-    std::fs::write(root.path().join("plugins/fixture/fixture.wasm"), b"not wasm").expect("write");
+    std::fs::write(
+        root.path().join("plugins/fixture/fixture.wasm"),
+        b"not wasm",
+    )
+    .expect("write");
     let (_p, errors) = Plugins::load(&settings(root.path()));
-    assert!(errors[0].contains("not a valid WebAssembly component"), "{errors:?}");
+    assert!(
+        errors[0].contains("not a valid WebAssembly component"),
+        "{errors:?}"
+    );
 }
 
 #[test]
@@ -252,13 +307,28 @@ fn hot_swap_keeps_the_old_version_for_calls_that_hold_it() {
     assert_ne!(new.sha256, old.sha256);
     let i = input(serde_json::json!({}), &[], vec![]);
     let limits = p.limits(None, None, None);
-    assert!(old.call(&i, &limits, 3, None).expect("v1").message.starts_with("fixture 1.0.0"));
-    assert!(new.call(&i, &limits, 3, None).expect("v2").message.starts_with("fixture 2.0.0"));
+    assert!(old
+        .call(&i, &limits, 3, None)
+        .expect("v1")
+        .message
+        .starts_with("fixture 1.0.0"));
+    assert!(new
+        .call(&i, &limits, 3, None)
+        .expect("v2")
+        .message
+        .starts_with("fixture 2.0.0"));
     // A broken replacement keeps the last good version active.
-    std::fs::write(root.path().join("plugins/fixture/fixture.wasm"), b"\0asm broken").expect("write");
+    std::fs::write(
+        root.path().join("plugins/fixture/fixture.wasm"),
+        b"\0asm broken",
+    )
+    .expect("write");
     let r = p.reload();
     assert_eq!(r.failed.len(), 1, "{r:?}");
-    assert_eq!(p.get("fixture").expect("still v2").manifest.version, "2.0.0");
+    assert_eq!(
+        p.get("fixture").expect("still v2").manifest.version,
+        "2.0.0"
+    );
     assert!(p.status()[0].error.is_some());
 }
 

@@ -93,8 +93,14 @@ impl WasmHost {
     ) -> Result<(WasmPlugin, Info, bool), String> {
         let (component, cached) = self.compile(bytes, sha256, cache)?;
         let ty = component.component_type();
-        let imports = ty.imports(&self.engine).map(|(n, _)| n.to_string()).collect();
-        let exports = ty.exports(&self.engine).map(|(n, _)| n.to_string()).collect();
+        let imports = ty
+            .imports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        let exports = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -260,7 +266,11 @@ impl wasmtime::ResourceLimiter for MemoryLimit {
 }
 
 impl WasmPlugin {
-    fn store(&self, input: Option<&CallInput>, limits: &CallLimits) -> Result<Store<State>, String> {
+    fn store(
+        &self,
+        input: Option<&CallInput>,
+        limits: &CallLimits,
+    ) -> Result<Store<State>, String> {
         let state = State {
             table: ResourceTable::new(),
             memory: MemoryLimit {
@@ -452,13 +462,16 @@ impl State {
     }
 
     fn file(&self, part: u32) -> Result<&(u32, PathBuf, u64), String> {
-        self.files.iter().find(|(p, _, _)| *p == part).ok_or_else(|| {
-            format!(
-                "batch {} has no part {part} (parts: {:?})",
-                self.batch,
-                self.files.iter().map(|f| f.0).collect::<Vec<_>>()
-            )
-        })
+        self.files
+            .iter()
+            .find(|(p, _, _)| *p == part)
+            .ok_or_else(|| {
+                format!(
+                    "batch {} has no part {part} (parts: {:?})",
+                    self.batch,
+                    self.files.iter().map(|f| f.0).collect::<Vec<_>>()
+                )
+            })
     }
 
     fn client(&mut self) -> Result<reqwest::blocking::Client, String> {
@@ -481,7 +494,10 @@ impl State {
         Ok(c)
     }
 
-    fn send(&mut self, req: wit_host::HttpRequest) -> Result<wit_host::HttpResponse, wit_host::HttpError> {
+    fn send(
+        &mut self,
+        req: wit_host::HttpRequest,
+    ) -> Result<wit_host::HttpResponse, wit_host::HttpError> {
         use wit_host::HttpError as E;
         let url = url::Url::parse(&req.url)
             .map_err(|e| E::Other(format!("bad URL {:?}: {e}", req.url)))?;
