@@ -13,8 +13,10 @@
  *       returns CONSIGN_PLUGIN_ABI_VERSION the plugin was built with; the host
  *       refuses any other value before calling anything else.
  *
- *   const consign_plugin_vtable *consign_plugin_vtable(void);
+ *   const struct consign_plugin_vtable *consign_plugin_vtable(void);
  *       returns a pointer to a static vtable (valid while the library is loaded).
+ *       (The typedef is consign_plugin_vtable_t: C does not allow a typedef and a
+ *       function with the same name; the struct tag lives in its own namespace.)
  *
  * Threading: the host may call `deliver` and `check` of one instance from
  * several threads, one call at a time per batch; make them thread-safe.
@@ -77,10 +79,10 @@ typedef struct consign_plugin_vtable {
     int32_t (*deliver)(void *instance, const consign_batch *batch, consign_outcome *out);
     int32_t (*check)(void *instance, consign_outcome *out);
     void (*destroy)(void *instance);
-} consign_plugin_vtable;
+} consign_plugin_vtable_t;
 
 uint32_t consign_plugin_abi_version(void);
-const consign_plugin_vtable *consign_plugin_vtable(void);
+const struct consign_plugin_vtable *consign_plugin_vtable(void);
 
 #ifdef __cplusplus
 }
