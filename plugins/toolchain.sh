@@ -23,7 +23,9 @@ want() { [[ " $sel " == *" $1 "* ]]; }
 
 pkgs=()
 want rust && pkgs+=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22)
-want c && pkgs+=(clang-14 lld-14 libclang-rt-14-dev-wasm32 rust-web-llvm lld-22)
+# c: wasm-component-ld (rust-web-llvm) and wasm-ld-22 (lld-22) link the component
+want c && pkgs+=(clang-14 lld-14 libclang-rt-14-dev-wasm32 make)
+want c && ! want rust && pkgs+=(rust-web-llvm lld-22)
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -50,7 +52,7 @@ want rust && for f in /usr/bin/rustc /usr/lib/rustlib/x86_64-unknown-linux-gnu/b
   [ -x "$f" ] || { echo "toolchain.sh: $f missing after install" >&2; exit 1; }
 done
 want rust && { [ -d /usr/lib/rustlib/src/rust/library ] || { echo "toolchain.sh: rust std sources missing (rust-web-src)" >&2; exit 1; }; }
-want c && for f in /usr/bin/clang-14 /usr/bin/wasm-ld-14; do
-  [ -x "$f" ] || { echo "toolchain.sh: $f missing after install" >&2; exit 1; }
+want c && for f in /usr/bin/clang-14 /usr/bin/wasm-ld-22 /usr/lib/rustlib/x86_64-unknown-linux-gnu/bin/wasm-component-ld /usr/lib/llvm-14/lib/clang/14.0.6/lib/wasi/libclang_rt.builtins-wasm32.a; do
+  [ -e "$f" ] || { echo "toolchain.sh: $f missing after install" >&2; exit 1; }
 done
 echo "toolchain.sh: ok"

@@ -32,7 +32,10 @@ impl Destination for MyPlugin {
         let endpoint = config::require("endpoint")?;
         let reply = Request::head(endpoint.as_str()).send()?;
         match reply.status {
-            401 | 403 => Err(Error::auth(format!("HEAD {endpoint}: HTTP {}", reply.status))),
+            401 | 403 => Err(Error::auth(format!(
+                "HEAD {endpoint}: HTTP {}",
+                reply.status
+            ))),
             s if s >= 500 => Err(Error::retryable(format!("HEAD {endpoint}: HTTP {s}"))),
             s => Ok(format!("{endpoint} reachable (HTTP {s})")),
         }
