@@ -106,7 +106,10 @@ fn sink(dir: PathBuf) -> u16 {
                         at += n as u64;
                         left -= n as u64;
                     }
-                    if total > 0 && at == total {
+                    if total == 0 {
+                        total = len;
+                    }
+                    if at == total {
                         file.sync_all().expect("fsync");
                     }
                     let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
@@ -115,6 +118,52 @@ fn sink(dir: PathBuf) -> u16 {
         }
     });
     port
+}
+
+/// The transport floor: plain Rust (reqwest) PUTting the same 8 MiB chunks
+/// to the same sink, no plugin involved.
+struct RawHttp {
+    endpoint: String,
+}
+
+impl Destination for RawHttp {
+    fn describe(&self) -> String {
+        "raw reqwest".into()
+    }
+    fn check(&self) -> Result<String, consign::destination::DestinationError> {
+        Ok(String::new())
+    }
+    fn deliver(
+        &self,
+        s: &Shipment,
+    ) -> Result<consign::destination::Receipt, consign::destination::DestinationError> {
+        let client = reqwest::blocking::Client::new();
+        for f in &s.files {
+            let file = std::fs::File::open(&f.path).expect("open");
+            let chunk = 8u64 << 20;
+            let mut at = 0;
+            while at < f.bytes {
+                let len = chunk.min(f.bytes - at);
+                let mut buf = vec![0u8; len as usize];
+                std::os::unix::fs::FileExt::read_exact_at(&file, &mut buf, at).expect("read");
+                client
+                    .put(format!("{}/{}/{}", self.endpoint, s.batch_id, f.name))
+                    .header(
+                        "Content-Range",
+                        format!("bytes {}-{}/{}", at, at + len - 1, f.bytes),
+                    )
+                    .body(buf)
+                    .send()
+                    .expect("send");
+                at += len;
+            }
+        }
+        Ok(consign::destination::Receipt {
+            detail: String::new(),
+            delivered: Vec::new(),
+            reply: None,
+        })
+    }
 }
 
 fn shipment(file: &Path, bytes: u64, sha: &str) -> Shipment<'static> {
@@ -238,6 +287,12 @@ fn main() {
             )),
         ));
     }
+    rows.push((
+        "transport floor: plain reqwest, same 8 MiB chunks -> same sink (no plugin)",
+        Box::new(RawHttp {
+            endpoint: endpoint.clone(),
+        }),
+    ));
     rows.push((
         "rest-upload WASM, host-streamed 8 MiB chunks -> loopback HTTP sink",
         Box::new(plugin_dest(

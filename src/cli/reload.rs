@@ -1,6 +1,6 @@
 //! `consign reload`: ask the running `consign serve` to reload its scripts
-//! (and plugins) through the admin API, and print what happened. With no
-//! server running, check that the scripts compile.
+//! and plugins through the admin API, and print what happened. With no
+//! server running, check that the scripts compile and the plugins load.
 
 use super::{load_config, EXIT_CONFIG, EXIT_ERROR};
 use crate::script::{ReloadReport, Scripts};
@@ -61,14 +61,17 @@ pub fn run(config: &Path, json: bool) -> anyhow::Result<ExitCode> {
         }
         Err(e) if e.is_connect() => {
             eprintln!(
-                "no `consign serve` answers on {addr} (server.listen): nothing running to reload; checking that the scripts compile"
+                "no `consign serve` answers on {addr} (server.listen): nothing running to reload; checking that the scripts compile and the plugins load"
             );
             let (_, errors) = Scripts::load(&cfg);
+            let mut errors: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            let (_, plugin_errors) = crate::plugin::Plugins::load(&cfg.plugins);
+            errors.extend(plugin_errors);
             for e in &errors {
                 eprintln!("{e}");
             }
             Ok(if errors.is_empty() {
-                eprintln!("all scripts compile");
+                eprintln!("all scripts compile and all plugins load");
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(EXIT_CONFIG)

@@ -34,6 +34,9 @@ const TICK: Duration = Duration::from_millis(10);
 const MAX_READ: u32 = 8 << 20;
 /// Largest HTTP reply body handed to a plugin.
 const MAX_REPLY: u64 = 16 << 20;
+/// File ranges up to this size are read into memory before they are sent;
+/// larger ones are streamed from the file.
+const BUFFERED_RANGE: u64 = 64 << 20;
 /// Log lines one call may write (a chatty plugin must not flood the log).
 const MAX_LOG_LINES: u32 = 1000;
 
@@ -529,9 +532,18 @@ impl State {
                 let len = r.len.min(size - start);
                 let mut f = std::fs::File::open(&path)
                     .map_err(|e| E::Other(format!("cannot open part {}: {e}", r.part)))?;
-                f.seek(SeekFrom::Start(start))
-                    .map_err(|e| E::Other(format!("cannot seek part {}: {e}", r.part)))?;
-                rb.body(reqwest::blocking::Body::sized(f.take(len), len))
+                if len <= BUFFERED_RANGE {
+                    // One read into memory: several times faster than a
+                    // streamed reader body (small writes) for chunk-sized ranges.
+                    let mut buf = vec![0u8; len as usize];
+                    f.read_exact_at(&mut buf, start)
+                        .map_err(|e| E::Other(format!("cannot read part {}: {e}", r.part)))?;
+                    rb.body(buf)
+                } else {
+                    f.seek(SeekFrom::Start(start))
+                        .map_err(|e| E::Other(format!("cannot seek part {}: {e}", r.part)))?;
+                    rb.body(reqwest::blocking::Body::sized(f.take(len), len))
+                }
             }
         };
         let resp = rb.send().map_err(|e| {
