@@ -3,7 +3,8 @@
 # plugin.toml (overwriting the committed .wasm files).
 #
 #   plugins/build.sh                 # WASM (Rust + C) and native plugins
-#   plugins/build.sh --native-only   # only the native plugin (no wasm toolchain needed)
+#   plugins/build.sh --native-only   # only the native plugin (no wasm toolchain needed),
+#                                    # written into plugins/native-copy/ (and wrong-abi/)
 #
 # Needs plugins/toolchain.sh first for the WASM plugins. Target dirs:
 #   plugins/target-wasm    every Rust guest crate (std is built once, -Zbuild-std)

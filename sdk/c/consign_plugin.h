@@ -18,8 +18,13 @@
  *       (The typedef is consign_plugin_vtable_t: C does not allow a typedef and a
  *       function with the same name; the struct tag lives in its own namespace.)
  *
- * Threading: the host may call `deliver` and `check` of one instance from
- * several threads, one call at a time per batch; make them thread-safe.
+ * Lifecycle: every call gets its own instance: create -> deliver or check ->
+ * destroy. Keep no state between calls except what create rebuilds from the
+ * config. `batch->files` lists only the parts not yet delivered.
+ *
+ * Threading: the host runs calls of one library on several threads at once,
+ * one call at a time per batch; make create, deliver, check, destroy and any
+ * global state thread-safe.
  * Strings are NUL-terminated UTF-8. Pointers the host passes are valid only
  * during the call. The plugin fills `consign_outcome` (fixed-size buffers,
  * truncated by the plugin if longer), so no memory crosses the boundary.

@@ -33,14 +33,22 @@ pub struct Failure {
 static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 impl Copier {
-    /// From the plugin's config (a JSON object): `dir` is required.
+    /// From the plugin's config (a JSON object): `dir` is required and
+    /// absolute (a relative one would depend on the engine's working
+    /// directory).
     pub fn from_config(json: &str) -> Result<Copier, String> {
         let value: serde_json::Value = serde_json::from_str(json)
             .map_err(|e| format!("native-copy: config is not JSON: {e}"))?;
         match value.get("dir") {
-            Some(serde_json::Value::String(d)) if !d.trim().is_empty() => Ok(Copier {
-                dir: PathBuf::from(d),
-            }),
+            Some(serde_json::Value::String(d)) if !d.trim().is_empty() => {
+                let dir = PathBuf::from(d);
+                if !dir.is_absolute() {
+                    return Err(format!(
+                        "native-copy: dir must be an absolute path, not {d:?} (config `dir`)"
+                    ));
+                }
+                Ok(Copier { dir })
+            }
             Some(_) => Err("native-copy: config `dir` must be a non-empty string".into()),
             None => Err("native-copy: config `dir` is required".into()),
         }
@@ -76,26 +84,53 @@ impl Copier {
         ))
     }
 
-    /// The directory exists and a file can be created in it.
+    /// The directory exists and a file can be created in it; or it does not
+    /// exist yet and its nearest existing parent is a writable directory
+    /// (`deliver` creates it). Nothing is created.
     pub fn check(&self) -> Result<String, Failure> {
-        let meta = fs::metadata(&self.dir)
-            .map_err(|e| io_failure(&format!("dir {}", self.dir.display()), &e))?;
-        if !meta.is_dir() {
-            return Err(Failure {
-                status: CONSIGN_PERMANENT,
-                message: format!("{} is not a directory", self.dir.display()),
-            });
+        let shown = self.dir.display();
+        match fs::metadata(&self.dir) {
+            Ok(meta) => {
+                writable_dir(&self.dir, &meta)?;
+                Ok(format!("{shown} exists and is writable"))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let parent = self
+                    .dir
+                    .ancestors()
+                    .skip(1)
+                    .find_map(|p| fs::metadata(p).ok().map(|m| (p, m)));
+                let Some((parent, meta)) = parent else {
+                    return Err(io_failure(&format!("dir {shown}"), &e));
+                };
+                writable_dir(parent, &meta)?;
+                Ok(format!(
+                    "{shown} will be created (its parent {} is writable)",
+                    parent.display()
+                ))
+            }
+            Err(e) => Err(io_failure(&format!("dir {shown}"), &e)),
         }
-        let probe = self.dir.join(format!(
-            ".consign-check-{}-{}",
-            std::process::id(),
-            TEMP_SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        fs::write(&probe, b"check")
-            .and_then(|()| fs::remove_file(&probe))
-            .map_err(|e| io_failure(&format!("dir {} is not writable", self.dir.display()), &e))?;
-        Ok(format!("{} exists and is writable", self.dir.display()))
     }
+}
+
+/// `dir` (with metadata `meta`) is a directory a probe file can be created
+/// and removed in.
+fn writable_dir(dir: &Path, meta: &fs::Metadata) -> Result<(), Failure> {
+    if !meta.is_dir() {
+        return Err(Failure {
+            status: CONSIGN_PERMANENT,
+            message: format!("{} is not a directory", dir.display()),
+        });
+    }
+    let probe = dir.join(format!(
+        ".consign-check-{}-{}",
+        std::process::id(),
+        TEMP_SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::write(&probe, b"check")
+        .and_then(|()| fs::remove_file(&probe))
+        .map_err(|e| io_failure(&format!("dir {} is not writable", dir.display()), &e))
 }
 
 fn copy_synced(from: &Path, to: &Path) -> io::Result<()> {

@@ -2,9 +2,10 @@
 //! the C ABI of `sdk/c/consign_plugin.h`), written in Rust with `#[repr(C)]`
 //! mirrors of the header.
 //!
-//! Config `dir` (required): every file of the batch is copied to
-//! `dir/name` through a temp name and a rename (the directory is created when
-//! missing). `check`: the directory exists and is writable.
+//! Config `dir` (required, an absolute path): every file of the batch is
+//! copied to `dir/name` through a temp name and a rename (the directory is
+//! created when missing). `check`: the directory exists and is writable, or
+//! it does not exist yet and its nearest existing parent is writable.
 //!
 //! Native plugins run inside the engine with its rights: no sandbox. Trusted
 //! code only.
@@ -230,10 +231,25 @@ mod tests {
         let inst = unsafe { (VTABLE.create)(cfg.as_ptr(), err.as_mut_ptr(), err.len()) };
         assert!(!inst.is_null());
 
-        // check before the dir exists: permanent
+        // check before the dir exists: ok, its nearest existing parent
+        // (root) is writable; nothing is created
         let mut out = blank();
         // SAFETY: valid instance and outcome.
-        assert_eq!(unsafe { (VTABLE.check)(inst, &mut out) }, CONSIGN_PERMANENT);
+        assert_eq!(
+            unsafe { (VTABLE.check)(inst, &mut out) },
+            CONSIGN_OK,
+            "{}",
+            message(&out)
+        );
+        assert_eq!(
+            message(&out),
+            format!(
+                "{} will be created (its parent {} is writable)",
+                dest.display(),
+                root.display()
+            )
+        );
+        assert!(!root.join("out").exists());
 
         let strs: Vec<CString> = [
             "a.csv",
@@ -323,6 +339,48 @@ mod tests {
             .unwrap()
             .to_string();
         assert_eq!(msg, "native-copy: config `dir` is required");
+    }
+
+    #[test]
+    fn create_refuses_a_relative_dir() {
+        let mut err = [0 as c_char; 128];
+        let cfg = CString::new(r#"{"dir":"out/files"}"#).unwrap();
+        // SAFETY: valid arguments.
+        let inst = unsafe { (VTABLE.create)(cfg.as_ptr(), err.as_mut_ptr(), err.len()) };
+        assert!(inst.is_null());
+        // SAFETY: NUL-terminated by write_str.
+        let msg = unsafe { CStr::from_ptr(err.as_ptr()) }.to_str().unwrap();
+        assert_eq!(
+            msg,
+            "native-copy: dir must be an absolute path, not \"out/files\" (config `dir`)"
+        );
+    }
+
+    #[test]
+    fn check_refuses_a_file_in_the_way() {
+        let root = scratch("file-in-the-way");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("f"), b"x").unwrap();
+        let copier = Copier::from_config(&format!(
+            "{{\"dir\":{:?}}}",
+            root.join("f/sub").to_str().unwrap()
+        ))
+        .unwrap();
+        // f/sub: ENOTDIR; f itself: exists, not a directory
+        let f = copier.check().unwrap_err();
+        assert_eq!(f.status, CONSIGN_PERMANENT, "{}", f.message);
+        let copier = Copier::from_config(&format!(
+            "{{\"dir\":{:?}}}",
+            root.join("f").to_str().unwrap()
+        ))
+        .unwrap();
+        let f = copier.check().unwrap_err();
+        assert_eq!(f.status, CONSIGN_PERMANENT);
+        assert_eq!(
+            f.message,
+            format!("{} is not a directory", root.join("f").display())
+        );
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]

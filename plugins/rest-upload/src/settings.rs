@@ -48,7 +48,8 @@ pub const DEFAULT_CHUNK_BYTES: u64 = 8 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Base URL, without a trailing `/`.
+    /// Base URL, without a trailing `/` on its path; a query string
+    /// (`?a=b`) is kept. Build request URLs with [`Settings::url`].
     pub endpoint: String,
     pub mode: Mode,
     pub chunk_bytes: u64,
@@ -68,6 +69,13 @@ impl Settings {
         Settings::parse(&endpoint, &mode, &stream, &auth, chunk_bytes, timeout)
     }
 
+    /// `{endpoint}/{path}`, the path inserted before the endpoint's query
+    /// string (`http://h/up?a=b` + `b1/f.csv` -> `http://h/up/b1/f.csv?a=b`).
+    pub fn url(&self, path: &str) -> String {
+        let (base, query) = split_query(&self.endpoint);
+        format!("{base}/{path}{query}")
+    }
+
     fn parse(
         endpoint: &str,
         mode: &str,
@@ -76,7 +84,9 @@ impl Settings {
         chunk_bytes: Option<u64>,
         timeout_seconds: Option<u32>,
     ) -> Result<Settings> {
-        let endpoint = endpoint.trim().trim_end_matches('/').to_string();
+        let endpoint = endpoint.trim();
+        let (path, query) = split_query(endpoint);
+        let endpoint = format!("{}{query}", path.trim_end_matches('/'));
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
             return Err(Error::permanent(format!(
                 "config `endpoint` = {endpoint:?} must be an http:// or https:// URL"
@@ -134,6 +144,12 @@ impl Settings {
     }
 }
 
+/// A URL split before its query string or fragment (`?` or `#`, whichever
+/// comes first): `("http://h/up", "?a=b")`.
+fn split_query(url: &str) -> (&str, &str) {
+    url.split_at(url.find(['?', '#']).unwrap_or(url.len()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +163,24 @@ mod tests {
         assert!(Settings::parse("http://h", "zip", "host", "none", None, None).is_err());
         assert!(Settings::parse("http://h", "chunks", "host", "basic", None, None).is_err());
         assert!(Settings::parse("http://h", "chunks", "host", "none", Some(0), None).is_err());
+    }
+
+    #[test]
+    fn path_goes_before_the_query() {
+        let url = |endpoint: &str| {
+            Settings::parse(endpoint, "chunks", "host", "none", None, None)
+                .unwrap()
+                .url("b-1/a.csv")
+        };
+        assert_eq!(url("http://h:1/up"), "http://h:1/up/b-1/a.csv");
+        assert_eq!(url("http://h:1/up/"), "http://h:1/up/b-1/a.csv");
+        assert_eq!(url("http://h:1/up?a=b"), "http://h:1/up/b-1/a.csv?a=b");
+        assert_eq!(
+            url("https://h/up/?a=b&c=d/e"),
+            "https://h/up/b-1/a.csv?a=b&c=d/e"
+        );
+        assert_eq!(url("http://h/up#frag"), "http://h/up/b-1/a.csv#frag");
+        let s = Settings::parse("http://h/up/?a=b", "multipart", "host", "none", None, None);
+        assert_eq!(s.unwrap().endpoint, "http://h/up?a=b");
     }
 }

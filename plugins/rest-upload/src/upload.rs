@@ -87,12 +87,11 @@ fn put_chunks(
     batch: &Batch,
     file: &FileInfo,
 ) -> Result<(String, usize)> {
-    let url = format!(
-        "{}/{}/{}",
-        settings.endpoint,
+    let url = settings.url(&format!(
+        "{}/{}",
         encode_component(&batch.id),
         encode_component(&file.name)
-    );
+    ));
     let in_guest = settings.stream == Stream::Guest || auth.needs_body();
     let reader = if in_guest { Some(file.open()?) } else { None };
     let plan = chunks(file.size, settings.chunk_bytes);

@@ -5,6 +5,9 @@
 //! out). The typed getters turn a missing or malformed value into an
 //! [`Error::Permanent`] that names the key, which is
 //! what a plugin should return for bad configuration.
+//!
+//! Their messages name the key and the expected type, never the value: a
+//! config value may be a secret. Do the same in your own messages.
 
 use std::str::FromStr;
 
@@ -32,6 +35,9 @@ pub fn require(key: &str) -> Result<String> {
 }
 
 /// A value parsed as `T` (integers, floats, ...), `None` when not set.
+///
+/// A value that does not parse is a permanent error naming the key and `T`
+/// (not the value, nor `T::Err`'s message, which may quote it).
 pub fn parse<T: FromStr>(key: &str) -> Result<Option<T>>
 where
     T::Err: std::fmt::Display,
@@ -58,11 +64,22 @@ where
 {
     match value {
         None => Ok(None),
-        Some(v) => v
-            .trim()
-            .parse::<T>()
-            .map(Some)
-            .map_err(|e| Error::permanent(format!("config `{key}` = {v:?} is not valid: {e}"))),
+        Some(v) => v.trim().parse::<T>().map(Some).map_err(|_| {
+            Error::permanent(format!(
+                "config `{key}` is not a valid {}",
+                type_label::<T>()
+            ))
+        }),
+    }
+}
+
+/// `T`'s name without its module path (`u64`, `IpAddr`), for messages.
+fn type_label<T>() -> &'static str {
+    let full = std::any::type_name::<T>();
+    if full.contains('<') {
+        full
+    } else {
+        full.rsplit("::").next().unwrap_or(full)
     }
 }
 
@@ -71,8 +88,8 @@ fn bool_value(key: &str, value: Option<String>) -> Result<Option<bool>> {
         None => Ok(None),
         Some("true" | "1" | "yes") => Ok(Some(true)),
         Some("false" | "0" | "no") => Ok(Some(false)),
-        Some(v) => Err(Error::permanent(format!(
-            "config `{key}` = {v:?} is not a boolean (true or false)"
+        Some(_) => Err(Error::permanent(format!(
+            "config `{key}` is not a boolean (true or false)"
         ))),
     }
 }
@@ -89,12 +106,28 @@ mod tests {
             Err(Error::permanent("config `k` is required"))
         );
         assert_eq!(parse_value::<u64>("n", Some("42".into())), Ok(Some(42)));
-        assert!(parse_value::<u64>("n", Some("x".into()))
-            .unwrap_err()
-            .message()
-            .contains("config `n`"));
+        assert_eq!(
+            parse_value::<u64>("n", Some("x".into())),
+            Err(Error::permanent("config `n` is not a valid u64"))
+        );
+        assert_eq!(
+            parse_value::<std::net::IpAddr>("ip", Some("x".into())),
+            Err(Error::permanent("config `ip` is not a valid IpAddr"))
+        );
         assert_eq!(bool_value("b", Some("true".into())), Ok(Some(true)));
         assert_eq!(bool_value("b", None), Ok(None));
         assert!(bool_value("b", Some("maybe".into())).is_err());
+    }
+
+    #[test]
+    fn messages_never_show_the_value() {
+        let secret = "s3cr3t-value";
+        for e in [
+            parse_value::<u32>("token", Some(secret.into())).unwrap_err(),
+            bool_value("token", Some(secret.into())).unwrap_err(),
+        ] {
+            assert!(e.message().contains("`token`"), "{e}");
+            assert!(!e.message().contains(secret), "{e}");
+        }
     }
 }
