@@ -63,21 +63,30 @@ pub async fn serve(engine: Arc<Engine>) -> anyhow::Result<()> {
         .deliveries
         .iter()
         .filter_map(|d| match &d.destination {
-            crate::config::DestinationConfig::Plugin(p)
-                if engine.plugins.get(&p.plugin).is_none() =>
-            {
-                Some(format!(
+            crate::config::DestinationConfig::Plugin(p) => match engine.plugins.get(&p.plugin) {
+                None => Some(format!(
                     "delivery {}: {}",
                     d.name,
                     engine.plugins.why_missing(&p.plugin)
-                ))
-            }
+                )),
+                Some(loaded) => loaded
+                    .manifest
+                    .resolve_config(&p.config)
+                    .err()
+                    .map(|errors| {
+                        format!(
+                            "delivery {}: [delivery.destination] {}",
+                            d.name,
+                            errors.join("; ")
+                        )
+                    }),
+            },
             _ => None,
         })
         .collect();
     if !missing.is_empty() {
         anyhow::bail!(
-            "plugins do not load (there is no earlier version to fall back on):\n{}",
+            "plugins do not load, or their config does not fit them (`consign check` lists every error):\n{}",
             missing.join("\n")
         );
     }

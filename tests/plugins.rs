@@ -419,7 +419,10 @@ fn a_plugin_that_keeps_crashing_suspends_its_delivery() {
     let reason = status["deliveries"][0]["suspended_reason"]
         .as_str()
         .unwrap_or_default();
-    assert!(reason.contains("suspended after 1 crashes"), "{status}");
+    assert!(
+        reason.contains("suspended for delivery p after 1 crashes"),
+        "{status}"
+    );
 }
 
 #[test]
@@ -702,4 +705,41 @@ fn hot_swap_under_serve_finishes_in_flight_batches_on_their_version() {
     assert!(versions.contains(&"1.0.0".to_string()), "{versions:?}");
     assert!(versions.contains(&"2.0.0".to_string()), "{versions:?}");
     assert!(ws.serve_log().contains("plugin loaded"), "reload logged");
+}
+
+#[test]
+fn a_native_library_replaced_in_place_is_loaded_anew_from_a_private_copy() {
+    use consign::config::PluginsConfig;
+    use consign::plugin::Plugins;
+    let ws = Workspace::new("");
+    native_package(&ws, None);
+    let cfg = PluginsConfig {
+        dir: ws.path("plugins"),
+        cache_dir: ws.path("cache"),
+        ..PluginsConfig::default()
+    };
+    let (p, errors) = Plugins::load(&cfg);
+    assert!(errors.is_empty(), "{errors:?}");
+    let v1 = p.get("native-copy").expect("loaded");
+    // Overwrite the library IN PLACE (same inode) with another build: the
+    // running copy is private, so nothing crashes, and the reload really
+    // opens the new file (which is refused for its ABI).
+    let wrong = native_build(Some("wrong-abi"));
+    std::fs::write(
+        ws.path("plugins/native-copy/libconsign_native_copy.so"),
+        std::fs::read(wrong).expect("read"),
+    )
+    .expect("overwrite");
+    let r = p.reload();
+    assert_eq!(r.failed.len(), 1, "{r:?}");
+    assert!(r.failed[0].1.contains("ABI 999"), "{r:?}");
+    let still = p.get("native-copy").expect("previous version still active");
+    assert_eq!(still.sha256, v1.sha256);
+    assert!(
+        ws.path("cache/native")
+            .read_dir()
+            .expect("private copies")
+            .count()
+            >= 1
+    );
 }

@@ -16,10 +16,20 @@ fn settings(cfg: Option<&Config>) -> PluginsConfig {
     match cfg {
         Some(c) => c.plugins.clone(),
         None => PluginsConfig {
-            cache_dir: std::env::temp_dir().join("consign-plugin-cache"),
+            cache_dir: user_cache(),
             ..PluginsConfig::default()
         },
     }
+}
+
+/// The user's own cache folder (never a shared /tmp path: compiled code is
+/// loaded from it).
+fn user_cache() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".consign-cache"))
+        .join("consign/plugins")
 }
 
 /// A package folder from PATH (the folder, its plugin.toml or its artefact).
@@ -129,7 +139,7 @@ pub fn inspect(config: &Path, path: &Path, json: bool) -> anyhow::Result<ExitCod
         println!(
             "{}",
             serde_json::json!({
-                "manifest": m, "info": p.info, "sha256": p.sha256, "size": p.size,
+                "manifest": m.redacted(), "info": p.info, "sha256": p.sha256, "size": p.size,
                 "imports": imports, "exports": exports,
                 "load_ms": p.load_time.as_secs_f64() * 1000.0, "cached": p.cached,
             })

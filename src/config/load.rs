@@ -161,6 +161,23 @@ pub fn load_str(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigEr
             );
         }
     }
+    if plugins.memory_limit.0 < (1 << 20) {
+        cx.push("plugins.memory_limit", None, "must be at least 1MiB".into());
+    }
+    if plugins.timeout.0.is_zero() {
+        cx.push("plugins.timeout", None, "must be more than 0".into());
+    }
+    for d in &deliveries {
+        if let DestinationConfig::Plugin(p) = &d.destination {
+            if p.fuel.is_some() && plugins.fuel.is_none() {
+                cx.push(
+                    &format!("delivery[{}].destination.fuel", d.name),
+                    None,
+                    "fuel is only counted when [plugins] fuel is set too (it turns fuel metering on for the engine)".into(),
+                );
+            }
+        }
+    }
     if deliveries.is_empty() && cx.errors.is_empty() {
         cx.push("delivery", None, "no [[delivery]] blocks: nothing would ever be delivered (`consign init` writes a starter)".into());
     }

@@ -7,7 +7,7 @@
 use super::{Destination, DestinationError, ErrorClass, Receipt, Reply, Shipment};
 use crate::config::PluginDestConfig;
 use crate::plugin::capability::Grants;
-use crate::plugin::{BatchInput, CallError, CallInput, Failure, FileInput, Loaded, Plugins};
+use crate::plugin::{tidy, BatchInput, CallError, CallInput, Failure, FileInput, Loaded, Plugins};
 use crate::store::Component;
 use std::sync::Arc;
 
@@ -21,34 +21,43 @@ impl PluginDestination {
         PluginDestination { cfg, plugins }
     }
 
-    /// The active version, or why there is none.
+    /// The active version, or why there is none. A missing plugin suspends
+    /// the delivery (its batches wait for the operator; none is dropped).
     fn plugin(&self) -> Result<Arc<Loaded>, DestinationError> {
         self.plugins.get(&self.cfg.plugin).ok_or_else(|| {
             DestinationError::new(
-                ErrorClass::NotFound,
-                self.plugins.why_missing(&self.cfg.plugin),
+                ErrorClass::PluginSuspended,
+                format!(
+                    "{}; fix the plugins folder, `consign reload`, then `consign deliveries resume`",
+                    self.plugins.why_missing(&self.cfg.plugin)
+                ),
             )
         })
     }
 
-    /// The call's config and capabilities for `p`; errors name the key.
-    fn input(&self, p: &Loaded, batch: Option<BatchInput>) -> Result<CallInput, DestinationError> {
-        let config = p
-            .manifest
-            .resolve_config(&self.cfg.config)
-            .map_err(|errors| {
-                DestinationError::new(
-                    ErrorClass::Permanent,
-                    format!(
-                        "plugin {} {}: [delivery.destination] {}",
-                        p.name(),
-                        p.manifest.version,
-                        errors.join("; ")
-                    ),
-                )
-            })?;
+    /// The call's config and capabilities for `p`; errors name the key. A
+    /// config the plugin's schema refuses suspends the delivery until fixed.
+    fn input(
+        &self,
+        p: &Loaded,
+        delivery: &str,
+        batch: Option<BatchInput>,
+    ) -> Result<CallInput, DestinationError> {
+        let config = p.manifest.resolve_config(&self.cfg.config).map_err(|errors| {
+            DestinationError::new(
+                ErrorClass::PluginSuspended,
+                format!(
+                    "plugin {} {}: [delivery.destination] {} (fix the config, then `consign deliveries resume`)",
+                    p.name(),
+                    p.manifest.version,
+                    errors.join("; ")
+                ),
+            )
+        })?;
         Ok(CallInput {
             plugin: p.name().to_string(),
+            delivery: delivery.to_string(),
+            secrets: p.manifest.secret_values(&config),
             config,
             grants: Grants::new(
                 p.name(),
@@ -73,13 +82,46 @@ impl PluginDestination {
             self.cfg.fuel,
         );
         p.call(input, &limits, self.plugins.config().crash_limit, accepted)
-            .map_err(|e| classify(p, e))
+            .map(|mut o| {
+                o.message = tidy(&o.message, &input.secrets);
+                o.remote_ids = o
+                    .remote_ids
+                    .iter()
+                    .take(100)
+                    .map(|r| tidy(r, &input.secrets))
+                    .collect();
+                o
+            })
+            .map_err(|e| classify(p, e, &input.secrets))
     }
 }
 
-/// The shared error class of a plugin's failure.
-fn classify(p: &Loaded, e: CallError) -> DestinationError {
+/// The longest wait a plugin may ask for (as the built-in HTTP destination).
+const MAX_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// The shared error class of a plugin's failure; the plugin's text is tidied.
+fn classify(p: &Loaded, e: CallError, secrets: &[String]) -> DestinationError {
     let who = format!("plugin {} {}", p.name(), p.manifest.version);
+    let e = match e {
+        CallError::Plugin(Failure::Retryable { message, after }) => {
+            CallError::Plugin(Failure::Retryable {
+                message: tidy(&message, secrets),
+                after: after.map(|a| a.min(MAX_RETRY_AFTER)),
+            })
+        }
+        CallError::Plugin(Failure::Auth(m)) => CallError::Plugin(Failure::Auth(tidy(&m, secrets))),
+        CallError::Plugin(Failure::Rejected { code, message }) => {
+            CallError::Plugin(Failure::Rejected {
+                code: tidy(&code, secrets).chars().take(64).collect(),
+                message: tidy(&message, secrets),
+            })
+        }
+        CallError::Plugin(Failure::Permanent(m)) => {
+            CallError::Plugin(Failure::Permanent(tidy(&m, secrets)))
+        }
+        CallError::Trap(m) => CallError::Trap(tidy(&m, secrets)),
+        other => other,
+    };
     match e {
         CallError::Plugin(Failure::Retryable { message, after }) => {
             let mut d = DestinationError::new(ErrorClass::Transient, format!("{who}: {message}"));
@@ -164,7 +206,7 @@ impl Destination for PluginDestination {
                 .collect(),
             already: s.already.clone(),
         };
-        let input = self.input(&p, Some(batch))?;
+        let input = self.input(&p, &s.delivery, Some(batch))?;
         let delivered = std::sync::Mutex::new(Vec::new());
         let accepted = |part: u32| {
             delivered
@@ -200,7 +242,7 @@ impl Destination for PluginDestination {
 
     fn check(&self) -> Result<String, DestinationError> {
         let p = self.plugin()?;
-        let input = self.input(&p, None)?;
+        let input = self.input(&p, "check", None)?;
         let unused = input.grants.unused();
         let o = self.call(&p, &input, None)?;
         let mut line = format!("{}: {}", self.describe(), o.message);

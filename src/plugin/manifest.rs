@@ -116,7 +116,8 @@ impl Manifest {
         }
         for (key, k) in &self.config {
             if let Some(d) = &k.default {
-                check_type(key, k.ty, d).map_err(|e| format!("config.{key}.default: {e}"))?;
+                check_type(key, k.ty, d, false)
+                    .map_err(|e| format!("config.{key}.default: {e}"))?;
             }
         }
         Ok(())
@@ -141,7 +142,9 @@ impl Manifest {
                         self.config.keys().cloned().collect::<Vec<_>>().join(", ")
                     }
                 )),
-                Some(k) => match check_type(key, k.ty, value) {
+                // Only the operator's values may use ${env:} / ${file:}: a
+                // manifest's defaults are the vendor's and stay literal.
+                Some(k) => match check_type(key, k.ty, value, true) {
                     Ok(v) => {
                         out.insert(key.clone(), v);
                     }
@@ -155,7 +158,7 @@ impl Manifest {
             }
             match &k.default {
                 Some(d) => {
-                    if let Ok(v) = check_type(key, k.ty, d) {
+                    if let Ok(v) = check_type(key, k.ty, d, false) {
                         out.insert(key.clone(), v);
                     }
                 }
@@ -178,12 +181,34 @@ impl Manifest {
         }
     }
 
-    /// Keys whose values must never be shown.
-    pub fn secret_keys(&self) -> impl Iterator<Item = &str> {
+    /// The values of secret keys in a resolved config (to redact them from
+    /// whatever the plugin says).
+    pub fn secret_values(
+        &self,
+        config: &serde_json::Map<String, serde_json::Value>,
+    ) -> Vec<String> {
         self.config
             .iter()
             .filter(|(_, k)| k.secret)
-            .map(|(n, _)| n.as_str())
+            .filter_map(|(n, _)| match config.get(n) {
+                Some(serde_json::Value::String(s)) if s.len() >= 4 => Some(s.clone()),
+                Some(serde_json::Value::Number(n)) if n.to_string().len() >= 4 => {
+                    Some(n.to_string())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The manifest as shown to operators: defaults of secret keys hidden.
+    pub fn redacted(&self) -> Manifest {
+        let mut m = self.clone();
+        for k in m.config.values_mut() {
+            if k.secret && k.default.is_some() {
+                k.default = Some(toml::Value::String("(secret)".into()));
+            }
+        }
+        m
     }
 }
 
@@ -218,7 +243,12 @@ pub fn check_sdk(plugin: &str, sdk: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn check_type(key: &str, ty: KeyType, v: &toml::Value) -> Result<serde_json::Value, String> {
+fn check_type(
+    key: &str,
+    ty: KeyType,
+    v: &toml::Value,
+    expand: bool,
+) -> Result<serde_json::Value, String> {
     use toml::Value as T;
     let bad = |what: &str| {
         Err(format!(
@@ -235,9 +265,10 @@ fn check_type(key: &str, ty: KeyType, v: &toml::Value) -> Result<serde_json::Val
         ))
     };
     match (ty, v) {
-        (KeyType::String, T::String(s)) => crate::config::expand(s)
+        (KeyType::String, T::String(s)) if expand => crate::config::expand(s)
             .map(serde_json::Value::String)
             .map_err(|e| format!("{key}: {e}")),
+        (KeyType::String, T::String(s)) => Ok(serde_json::Value::String(s.clone())),
         (KeyType::Integer, T::Integer(i)) => Ok(serde_json::Value::from(*i)),
         (KeyType::Number, T::Integer(i)) => Ok(serde_json::Value::from(*i as f64)),
         (KeyType::Number, T::Float(f)) => serde_json::Number::from_f64(*f)
@@ -316,6 +347,13 @@ default = 5
         );
         let given: toml::Table = toml::from_str("endpoint = \"http://h/\"").expect("toml");
         let ok = m.resolve_config(&given).expect("resolves");
+        // A vendor's default stays literal: no ${env:} / ${file:} on the host.
+        let m2: Manifest = toml::from_str(
+            "name = \"x\"\nversion = \"1\"\nsdk = \"1.0\"\nkind = \"wasm\"\nfile = \"x.wasm\"\n[config.u]\ntype = \"string\"\ndefault = \"${file:/etc/hostname}\"\n",
+        )
+        .expect("manifest");
+        let r = m2.resolve_config(&toml::Table::new()).expect("resolves");
+        assert_eq!(r["u"], "${file:/etc/hostname}");
         assert_eq!(ok["size"], 5);
         assert_eq!(ok["endpoint"], "http://h/");
     }

@@ -19,7 +19,7 @@ use manifest::{Kind, Manifest};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
@@ -59,6 +59,10 @@ pub struct BatchInput {
 #[derive(Debug, Clone)]
 pub struct CallInput {
     pub plugin: String,
+    /// The delivery calling (crash counts are kept per delivery).
+    pub delivery: String,
+    /// Values to redact from anything the plugin says (its secret settings).
+    pub secrets: Vec<String>,
     /// The resolved configuration (operator values over manifest defaults).
     pub config: serde_json::Map<String, serde_json::Value>,
     pub grants: Grants,
@@ -145,8 +149,10 @@ pub struct Loaded {
     pub cached: bool,
     pub load_time: Duration,
     imp: Impl,
-    /// Crashes (traps, deadlines, limit breaches) in a row.
-    crashes: AtomicU32,
+    /// Crashes (traps, deadlines, limit breaches) in a row, per delivery.
+    crashes: Mutex<BTreeMap<String, u32>>,
+    /// SHA-256 of the plugin.toml this version was loaded with.
+    manifest_sha256: String,
 }
 
 impl std::fmt::Debug for Loaded {
@@ -182,14 +188,19 @@ impl Loaded {
         }
     }
 
+    /// The most crashes in a row of any delivery using this version.
     pub fn crashes(&self) -> u32 {
-        self.crashes.load(Ordering::Relaxed)
+        self.crash_counts().values().copied().max().unwrap_or(0)
+    }
+
+    fn crash_counts(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u32>> {
+        self.crashes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Call `deliver` (with a batch) or `check`. Parts the plugin reports
     /// as accepted reach `accepted` while the call runs. After
-    /// `crash_limit` crashes in a row the plugin is not called any more
-    /// until it is reloaded.
+    /// `crash_limit` crashes in a row for one delivery, the plugin is not
+    /// called for that delivery any more until it is reloaded.
     pub fn call(
         &self,
         input: &CallInput,
@@ -197,11 +208,15 @@ impl Loaded {
         crash_limit: u32,
         accepted: Option<&(dyn Fn(u32) + Sync)>,
     ) -> Result<Outcome, CallError> {
-        let crashes = self.crashes();
+        let crashes = self
+            .crash_counts()
+            .get(&input.delivery)
+            .copied()
+            .unwrap_or(0);
         if crash_limit > 0 && crashes >= crash_limit {
             return Err(CallError::CrashLoop(format!(
-                "plugin {} {} is suspended after {crashes} crashes in a row (traps, deadlines or limit breaches); fix or replace it, `consign reload`, then `consign deliveries resume`",
-                self.manifest.name, self.manifest.version
+                "plugin {} {} is suspended for delivery {} after {crashes} crashes in a row (traps, deadlines or limit breaches); fix or replace it, `consign reload`, then `consign deliveries resume {}`",
+                self.manifest.name, self.manifest.version, input.delivery, input.delivery
             )));
         }
         let r = match &self.imp {
@@ -220,13 +235,41 @@ impl Loaded {
         };
         match &r {
             Err(e) if e.is_crash() => {
-                let n = self.crashes.fetch_add(1, Ordering::Relaxed) + 1;
-                tracing::error!(plugin = %self.manifest.name, version = %self.manifest.version, crashes = n, "{e}");
+                let mut counts = self.crash_counts();
+                let n = counts.entry(input.delivery.clone()).or_insert(0);
+                *n += 1;
+                tracing::error!(plugin = %self.manifest.name, version = %self.manifest.version, delivery = %input.delivery, crashes = *n, "{}", tidy(&e.to_string(), &input.secrets));
             }
-            _ => self.crashes.store(0, Ordering::Relaxed),
+            _ => {
+                self.crash_counts().remove(&input.delivery);
+            }
         }
         r
     }
+}
+
+/// Longest text taken from a plugin (messages, codes, ids).
+const MAX_TEXT: usize = 2000;
+
+/// Text from a plugin, made safe to store, log and print: secret values
+/// redacted, control characters (newlines, terminal escapes) replaced, and
+/// cut to a bounded length.
+pub fn tidy(text: &str, secrets: &[String]) -> String {
+    let mut t = text.to_string();
+    for s in secrets {
+        if !s.is_empty() && t.contains(s.as_str()) {
+            t = t.replace(s.as_str(), "***");
+        }
+    }
+    let mut out = String::with_capacity(t.len().min(MAX_TEXT + 32));
+    for (n, c) in t.chars().enumerate() {
+        if n == MAX_TEXT {
+            out.push_str(&format!("… ({} more bytes)", t.len() - out.len()));
+            break;
+        }
+        out.push(if c.is_control() { ' ' } else { c });
+    }
+    out
 }
 
 /// A plugin package's state for `status`, `plugin list` and the API.
@@ -337,6 +380,11 @@ impl Plugins {
         if let Some((folder, e)) = errors
             .iter()
             .find(|(f, _)| folders.get(*f).map(String::as_str) == Some(name) || *f == name)
+            .or_else(|| {
+                errors
+                    .iter()
+                    .find(|(_, e)| e.contains(&format!("plugin {name} ")))
+            })
         {
             return format!("plugin {name} did not load ({folder}): {e}");
         }
@@ -346,7 +394,12 @@ impl Plugins {
             if folders.is_empty() {
                 "none".to_string()
             } else {
-                folders.values().cloned().collect::<Vec<_>>().join(", ")
+                folders
+                    .values()
+                    .filter(|n| !n.is_empty())
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             }
         )
     }
@@ -375,6 +428,7 @@ impl Plugins {
     pub fn load_package(&self, dir: &Path, generation: u64) -> Result<Loaded, String> {
         let t0 = Instant::now();
         let manifest = Manifest::read(dir)?;
+        let manifest_sha256 = manifest_hash(dir);
         let file = dir.join(&manifest.file);
         let bytes = std::fs::read(&file).map_err(|e| {
             format!(
@@ -398,7 +452,25 @@ impl Plugins {
                 (Impl::Wasm(p), info, cached)
             }
             Kind::Native => {
-                let p = native::NativePlugin::load(&file)?;
+                // Loaded from a private copy named by its hash: replacing the
+                // file in the plugins folder (even in place) cannot touch the
+                // mapped code, and a new build is a new path, so dlopen loads
+                // it instead of handing back the library already loaded.
+                let private = self
+                    .cfg
+                    .cache_dir
+                    .join("native")
+                    .join(format!("{sha256}.so"));
+                if !private.is_file() {
+                    write_private(&private, &bytes).map_err(|e| {
+                        format!(
+                            "cannot copy {} to {}: {e}",
+                            file.display(),
+                            private.display()
+                        )
+                    })?;
+                }
+                let p = native::NativePlugin::load(&private, &file)?;
                 let info = p.info();
                 (Impl::Native(p), info, false)
             }
@@ -422,20 +494,21 @@ impl Plugins {
             cached,
             load_time: t0.elapsed(),
             imp,
-            crashes: AtomicU32::new(0),
+            crashes: Mutex::default(),
+            manifest_sha256,
             manifest,
         })
     }
 
     /// Re-read the plugins folder: load new and changed packages beside the
     /// active versions and swap them in; drop packages whose folder is gone.
-    /// Crash counters start again (the operator asked for it).
+    /// A folder that fails to load keeps its previous version active. Crash
+    /// counters start again (the operator asked for it).
     pub fn reload(&self) -> PluginReport {
         let _one = self.reloading.lock().unwrap_or_else(|p| p.into_inner());
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         let mut report = PluginReport::default();
-        let mut seen_folders = BTreeMap::new();
-        let mut names: BTreeMap<String, String> = BTreeMap::new();
+        let before = read(&self.folders);
         let mut entries: Vec<PathBuf> = match std::fs::read_dir(&self.cfg.dir) {
             Ok(rd) => rd
                 .filter_map(|e| e.ok())
@@ -445,59 +518,67 @@ impl Plugins {
             Err(_) => Vec::new(),
         };
         entries.sort();
-        for dir in entries {
-            let folder = dir
-                .file_name()
+        let folder_of = |dir: &Path| {
+            dir.file_name()
                 .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default();
-            let fail = |report: &mut PluginReport, e: String| {
-                if let Some(name) = read(&self.folders).get(&folder) {
-                    if self.get(name).is_some() {
-                        tracing::error!(plugin = %name, "reload failed; the previous version stays active: {e}");
+                .unwrap_or_default()
+        };
+        // folder → the plugin name it serves after this reload ("" = none).
+        let mut after: BTreeMap<String, String> = BTreeMap::new();
+        let mut errors: BTreeMap<String, String> = BTreeMap::new();
+        let mut manifests: Vec<(PathBuf, String, Manifest)> = Vec::new();
+        for dir in &entries {
+            let folder = folder_of(dir);
+            match Manifest::read(dir) {
+                Ok(m) => manifests.push((dir.clone(), folder, m)),
+                Err(e) => {
+                    // Keep serving what this folder served before.
+                    after.insert(
+                        folder.clone(),
+                        before.get(&folder).cloned().unwrap_or_default(),
+                    );
+                    errors.insert(folder, e);
+                }
+            }
+        }
+        // One folder per plugin name: the one already serving it, else the
+        // folder named like the plugin, else the first in name order.
+        let mut winner: BTreeMap<String, String> = BTreeMap::new();
+        for (dir, folder, m) in &manifests {
+            let serving = self.get(&m.name).is_some_and(|p| p.dir == *dir);
+            let named = *folder == m.name;
+            match winner.get(&m.name) {
+                None => {
+                    winner.insert(m.name.clone(), folder.clone());
+                }
+                Some(w) => {
+                    let w_serving = self.get(&m.name).is_some_and(|p| folder_of(&p.dir) == *w);
+                    if !w_serving && (serving || (named && *w != m.name)) {
+                        winner.insert(m.name.clone(), folder.clone());
                     }
                 }
-                self.errors
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(folder.clone(), e.clone());
-                report.failed.push((folder.clone(), e));
-            };
-            // Unchanged: same manifest name and same artefact bytes.
-            let manifest = match Manifest::read(&dir) {
-                Ok(m) => m,
-                Err(e) => {
-                    fail(&mut report, e);
-                    seen_folders.insert(folder.clone(), String::new());
-                    continue;
-                }
-            };
-            if let Some(other) = names.get(&manifest.name) {
-                fail(
-                    &mut report,
-                    format!(
-                        "plugin name {} is already used by folder {other}",
-                        manifest.name
-                    ),
+            }
+        }
+        for (dir, folder, m) in manifests {
+            if winner.get(&m.name) != Some(&folder) {
+                let w = winner.get(&m.name).cloned().unwrap_or_default();
+                errors.insert(
+                    folder.clone(),
+                    format!("plugin name {} is also in folder {w}, which is the one used: remove or rename one of them", m.name),
                 );
+                after.insert(folder, String::new());
                 continue;
             }
-            names.insert(manifest.name.clone(), folder.clone());
-            seen_folders.insert(folder.clone(), manifest.name.clone());
-            if let Some(cur) = self.get(&manifest.name) {
+            if let Some(cur) = self.get(&m.name) {
                 let same = cur.dir == dir
-                    && std::fs::read(dir.join(&manifest.file))
+                    && cur.manifest_sha256 == manifest_hash(&dir)
+                    && std::fs::read(dir.join(&m.file))
                         .map(|b| hex::encode(Sha256::digest(&b)) == cur.sha256)
-                        .unwrap_or(false)
-                    && cur.manifest.version == manifest.version;
+                        .unwrap_or(false);
                 if same {
-                    cur.crashes.store(0, Ordering::Relaxed);
-                    self.errors
-                        .write()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&folder);
-                    report
-                        .unchanged
-                        .push(format!("{} {}", manifest.name, manifest.version));
+                    cur.crash_counts().clear();
+                    report.unchanged.push(format!("{} {}", m.name, m.version));
+                    after.insert(folder, m.name.clone());
                     continue;
                 }
             }
@@ -507,20 +588,24 @@ impl Plugins {
                     report
                         .loaded
                         .push(format!("{} {}", p.manifest.name, p.manifest.version));
+                    after.insert(folder, p.manifest.name.clone());
                     self.active
                         .write()
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(p.manifest.name.clone(), Arc::new(p));
-                    self.errors
-                        .write()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&folder);
                 }
-                Err(e) => fail(&mut report, e),
+                Err(e) => {
+                    let prev = before.get(&folder).cloned().unwrap_or_default();
+                    if !prev.is_empty() && self.get(&prev).is_some() {
+                        tracing::error!(plugin = %prev, "reload failed; the previous version stays active: {e}");
+                    }
+                    after.insert(folder.clone(), prev);
+                    errors.insert(folder, e);
+                }
             }
         }
-        // Packages whose folder is gone (or now holds another plugin).
-        let keep: Vec<String> = seen_folders.values().cloned().collect();
+        // Plugins no folder serves any more.
+        let keep: Vec<&String> = after.values().filter(|n| !n.is_empty()).collect();
         {
             let mut active = self.active.write().unwrap_or_else(|p| p.into_inner());
             let gone: Vec<String> = active
@@ -534,14 +619,9 @@ impl Plugins {
                 report.removed.push(n);
             }
         }
-        {
-            let mut errors = self.errors.write().unwrap_or_else(|p| p.into_inner());
-            errors.retain(|f, _| seen_folders.contains_key(f));
-        }
-        *self.folders.write().unwrap_or_else(|p| p.into_inner()) = seen_folders
-            .into_iter()
-            .filter(|(_, n)| !n.is_empty())
-            .collect();
+        report.failed = errors.iter().map(|(f, e)| (f.clone(), e.clone())).collect();
+        *self.errors.write().unwrap_or_else(|p| p.into_inner()) = errors;
+        *self.folders.write().unwrap_or_else(|p| p.into_inner()) = after;
         report
     }
 
@@ -549,7 +629,7 @@ impl Plugins {
         let folders = read(&self.folders);
         let errors = read(&self.errors);
         let mut all: BTreeMap<String, PluginStatus> = BTreeMap::new();
-        for (folder, name) in &folders {
+        for (folder, name) in folders.iter().filter(|(_, n)| !n.is_empty()) {
             let cur = self.get(name);
             all.insert(
                 folder.clone(),
@@ -592,6 +672,27 @@ impl Plugins {
             true
         })
     }
+}
+
+/// SHA-256 of a package's plugin.toml (a manifest-only change is a change).
+fn manifest_hash(dir: &Path) -> String {
+    std::fs::read(dir.join("plugin.toml"))
+        .map(|b| hex::encode(Sha256::digest(&b)))
+        .unwrap_or_default()
+}
+
+/// Write `bytes` to `path` atomically, in a folder only this user can read.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

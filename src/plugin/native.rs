@@ -90,8 +90,9 @@ fn cstring(s: &str) -> CString {
 }
 
 impl NativePlugin {
-    pub fn load(path: &Path) -> Result<NativePlugin, String> {
-        let shown = path.display();
+    /// Load the library at `path` (a private copy of `shown`, which errors name).
+    pub fn load(path: &Path, shown: &Path) -> Result<NativePlugin, String> {
+        let shown = shown.display();
         // SAFETY: loading a library runs its initialisers: native plugins are
         // trusted code by definition (documented in sdk/c/README.md).
         let lib = unsafe { libloading::Library::new(path) }

@@ -49,6 +49,8 @@ fn input(config: serde_json::Value, allow_http: &[&str], files: Vec<FileInput>) 
     let manifest = Manifest::read(&repo("plugins/fixture")).expect("manifest");
     CallInput {
         plugin: "fixture".into(),
+        delivery: "d".into(),
+        secrets: Vec::new(),
         config,
         grants: Grants::new(
             "fixture",
@@ -194,15 +196,133 @@ fn traps_count_until_the_crash_loop_limit_then_reload_resets() {
     }
     let e = call(&p, &trap).unwrap_err();
     assert!(
-        matches!(&e, CallError::CrashLoop(m) if m.contains("suspended after 2 crashes")),
+        matches!(&e, CallError::CrashLoop(m) if m.contains("suspended for delivery d after 2 crashes")),
         "{e:?}"
     );
     // Not even a good call gets through until the operator reloads.
     let good = input(serde_json::json!({}), &[], vec![]);
     assert!(matches!(call(&p, &good), Err(CallError::CrashLoop(_))));
+    // Another delivery on the same plugin is not affected.
+    let mut other = good.clone();
+    other.delivery = "other".into();
+    assert!(call(&p, &other).is_ok());
     let r = p.reload();
     assert_eq!(r.unchanged, vec!["fixture 1.0.0".to_string()]);
     assert!(call(&p, &good).is_ok());
+}
+
+#[test]
+fn a_broken_manifest_keeps_the_running_version_and_shows_why() {
+    let (root, p) = with_fixture();
+    let m = root.path().join("plugins/fixture/plugin.toml");
+    let good = std::fs::read_to_string(&m).expect("read");
+    for (bad, why) in [
+        (format!("{good}\nthis is = = broken\n"), "plugin.toml"),
+        (good.replace("sdk = \"1.0\"", "sdk = \"2.0\""), "SDK 2.0"),
+        (
+            good.replace("name = \"fixture\"", "name = \"fixturex\""),
+            "says it is fixture 1.0.0",
+        ),
+    ] {
+        std::fs::write(&m, &bad).expect("write");
+        let r = p.reload();
+        assert!(r.removed.is_empty(), "{r:?}");
+        assert_eq!(r.failed.len(), 1, "{r:?}");
+        assert!(r.failed[0].1.contains(why), "{r:?}");
+        assert_eq!(
+            p.get("fixture").expect("still active").manifest.version,
+            "1.0.0"
+        );
+        let st = p.status();
+        assert_eq!(st.len(), 1, "{st:?}");
+        assert_eq!(st[0].name.as_deref(), Some("fixture"));
+        assert!(
+            st[0].error.as_deref().is_some_and(|e| e.contains(why)),
+            "{st:?}"
+        );
+    }
+    std::fs::write(&m, &good).expect("write");
+    let r = p.reload();
+    assert!(r.failed.is_empty(), "{r:?}");
+    assert!(p.status()[0].error.is_none());
+}
+
+#[test]
+fn a_copy_of_a_plugin_folder_does_not_take_over() {
+    let (root, p) = with_fixture();
+    install(root.path(), "0-backup", &repo("plugins/fixture"));
+    let r = p.reload();
+    assert_eq!(r.unchanged, vec!["fixture 1.0.0".to_string()], "{r:?}");
+    assert!(
+        r.failed
+            .iter()
+            .any(|(f, e)| f == "0-backup" && e.contains("also in folder fixture")),
+        "{r:?}"
+    );
+    assert!(p
+        .get("fixture")
+        .expect("active")
+        .dir
+        .ends_with("plugins/fixture"));
+    assert!(p
+        .status()
+        .iter()
+        .any(|s| s.folder == "0-backup" && s.error.is_some()));
+    // A new version in the real folder is still picked up.
+    install(root.path(), "fixture", &repo("plugins/fixture/v2"));
+    let r = p.reload();
+    assert_eq!(r.loaded, vec!["fixture 2.0.0".to_string()], "{r:?}");
+}
+
+#[test]
+fn a_manifest_only_change_is_reloaded() {
+    let (root, p) = with_fixture();
+    let m = root.path().join("plugins/fixture/plugin.toml");
+    let text = std::fs::read_to_string(&m).expect("read");
+    std::fs::write(
+        &m,
+        text.replace("http = [\"*\"]", "http = [\"example.com\"]"),
+    )
+    .expect("write");
+    let r = p.reload();
+    assert_eq!(r.loaded, vec!["fixture 1.0.0".to_string()], "{r:?}");
+    assert_eq!(
+        p.get("fixture").expect("active").manifest.capabilities.http,
+        vec!["example.com".to_string()]
+    );
+    let mut i = input(
+        serde_json::json!({"behaviour": "http", "url": "http://127.0.0.1:9/x"}),
+        &["*"],
+        vec![],
+    );
+    // As the destination does: the grants come from the active version's manifest.
+    let loaded = p.get("fixture").expect("active");
+    i.grants = Grants::new(
+        "fixture",
+        &loaded.manifest.capabilities,
+        &["*".to_string()],
+        &[],
+    );
+    let e = call(&p, &i).unwrap_err();
+    assert!(
+        matches!(&e, CallError::Plugin(Failure::Permanent(m)) if m.contains("manifest")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn plugin_text_is_tidied() {
+    let t = tidy(
+        "token SECRET-1234 leaked\n\u{1b}[31mFAKE",
+        &["SECRET-1234".to_string()],
+    );
+    assert_eq!(t, "token *** leaked  [31mFAKE");
+    let long = tidy(&"E".repeat(20_000), &[]);
+    assert!(
+        long.len() < 2100 && long.ends_with("more bytes)"),
+        "{}",
+        long.len()
+    );
 }
 
 #[test]

@@ -37,6 +37,8 @@ const MAX_REPLY: u64 = 16 << 20;
 /// File ranges up to this size are read into memory before they are sent;
 /// larger ones are streamed from the file.
 const BUFFERED_RANGE: u64 = 64 << 20;
+/// Batch files one call may hold open at once.
+const MAX_OPEN_FILES: u32 = 64;
 /// Log lines one call may write (a chatty plugin must not flood the log).
 const MAX_LOG_LINES: u32 = 1000;
 
@@ -163,26 +165,32 @@ impl WasmHost {
     }
 }
 
-/// Load a compiled artefact this process (or an earlier one) wrote to the cache.
+/// Load a compiled artefact this process (or an earlier one) wrote to the
+/// cache, after checking it against the SHA-256 recorded beside it.
 #[allow(unsafe_code)]
 fn deserialize(engine: &Engine, path: &Path) -> Result<Component, String> {
-    // SAFETY: wasmtime requires the file to be an artefact it produced with a
-    // compatible engine. The cache folder is written only by consign (below,
-    // atomically via rename), keyed by the component's SHA-256, wasmtime's
-    // version and the engine settings; wasmtime itself checks the version
-    // and settings recorded in the artefact and refuses a mismatch. Whoever
-    // can write this folder can also replace the consign binary.
-    unsafe { Component::deserialize_file(engine, path) }.map_err(|e| chain(&e))
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let want = std::fs::read_to_string(path.with_extension("sha256"))
+        .map_err(|e| format!("no checksum beside it: {e}"))?;
+    if hex::encode(Sha256::digest(&bytes)) != want.trim() {
+        return Err("its SHA-256 does not match the one recorded when it was written".into());
+    }
+    // SAFETY: wasmtime requires the bytes to be an artefact it produced with
+    // a compatible engine. These are the bytes consign wrote to its private
+    // cache folder (mode 0700) and checked against the hash it recorded at
+    // the time; wasmtime itself checks the version and settings recorded in
+    // the artefact and refuses a mismatch.
+    unsafe { Component::deserialize(engine, &bytes) }.map_err(|e| chain(&e))
 }
 
 fn write_cache(component: &Component, path: &Path) -> Result<(), String> {
     let bytes = component.serialize().map_err(|e| chain(&e))?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| e.to_string())?;
-    std::fs::rename(&tmp, path).map_err(|e| e.to_string())
+    super::write_private(path, &bytes).map_err(|e| e.to_string())?;
+    super::write_private(
+        &path.with_extension("sha256"),
+        hex::encode(Sha256::digest(&bytes)).as_bytes(),
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// A compiled, linked plugin component. Each call gets its own store and instance.
@@ -214,6 +222,8 @@ pub struct State {
     in_host: Duration,
     budget: Duration,
     log_lines: u32,
+    open_files: u32,
+    secrets: Vec<String>,
 }
 
 /// An open batch file (the `batch-file` resource).
@@ -305,6 +315,8 @@ impl WasmPlugin {
             in_host: Duration::ZERO,
             budget: limits.timeout,
             log_lines: 0,
+            open_files: 0,
+            secrets: input.map(|i| i.secrets.clone()).unwrap_or_default(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
@@ -614,7 +626,7 @@ impl wit_host::Host for State {
             }
             return Ok(());
         }
-        let message: String = message.chars().take(4000).collect();
+        let message = super::tidy(&message, &self.secrets);
         let (p, b) = (&self.plugin, &self.batch);
         match level {
             Level::Trace => tracing::trace!(plugin = %p, batch = %b, "{message}"),
@@ -652,10 +664,16 @@ impl wit_host::Host for State {
             Ok(f) => f.clone(),
             Err(e) => return Ok(Err(e)),
         };
+        if self.open_files >= MAX_OPEN_FILES {
+            return Ok(Err(format!(
+                "{MAX_OPEN_FILES} batch files are open already: drop one before opening another"
+            )));
+        }
         let file = match std::fs::File::open(&path) {
             Ok(f) => f,
             Err(e) => return Ok(Err(format!("cannot open part {part}: {e}"))),
         };
+        self.open_files += 1;
         Ok(Ok(self.table.push(OpenFile { file, size })?))
     }
 
@@ -701,6 +719,7 @@ impl wit_host::HostBatchFile for State {
 
     fn drop(&mut self, file: Resource<OpenFile>) -> wasmtime::Result<()> {
         self.table.delete(file)?;
+        self.open_files = self.open_files.saturating_sub(1);
         Ok(())
     }
 }

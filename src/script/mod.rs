@@ -10,6 +10,7 @@
 //! that started assembling finishes with the version it started with.
 
 pub mod helpers;
+mod packed;
 pub mod response;
 pub mod schedule;
 pub mod transform;

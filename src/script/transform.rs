@@ -5,13 +5,13 @@
 //! reason (and the script line); with `on_error = "fail_batch"` the first
 //! error fails the batch instead.
 
+use super::packed::{self, Field};
 use super::{value, Script, ScriptError};
 use crate::assemble::mapping::{Column, JsonValue, RawRecord};
 use crate::assemble::RecordSource;
 use crate::config::{DeliveryScripts, OnError, ScriptLimits, TransformMode};
 use crate::store::Rejection;
 use mlua::{Function, Lua, Table, Value};
-use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -160,43 +160,117 @@ impl TransformStep {
             .unwrap_or(false)
     }
 
-    /// One Lua call for the whole chunk.
+    /// One Lua call for the whole chunk: the packed lane when every record
+    /// is flat (one string in, one out), else tables built field by field.
     fn run(&self, chunk: &[(i64, String)]) -> Result<Vec<Outcome>, ScriptError> {
+        let views: Vec<Option<View<'_>>> = chunk
+            .iter()
+            .map(|(_, payload)| View::new(payload, &self.columns).ok())
+            .collect();
+        if views.iter().all(Option::is_some) {
+            let flat = packed::pack(views.iter().flatten().map(|v| v.fields.as_slice()));
+            if let Some(p) = flat {
+                return self.run_packed(chunk, &views, &p);
+            }
+        }
+        self.run_tables(chunk, &views)
+    }
+
+    fn run_packed(
+        &self,
+        chunk: &[(i64, String)],
+        views: &[Option<View<'_>>],
+        p: &packed::Packed,
+    ) -> Result<Vec<Outcome>, ScriptError> {
+        self.script.with_vm(&self.limits, |lua| {
+            let n = chunk.len();
+            let ids = lua.create_sequence_from(chunk.iter().map(|(id, _)| *id))?;
+            let ctx = self.context(lua)?;
+            let spent: Function = lua.named_registry_value(super::vm::SPENT)?;
+            let (answer, aside) =
+                match packed::call(lua, p, n, ids, ctx, traceback(lua)?, spent)? {
+                    Ok(x) => x,
+                    Err(e) => return Err(mlua::Error::runtime(e)),
+                };
+            let bytes = answer.as_bytes();
+            let answers = packed::answers(&bytes, n).map_err(mlua::Error::runtime)?;
+            let mut results = Vec::with_capacity(n);
+            for (i, (a, view)) in answers.into_iter().zip(views.iter().flatten()).enumerate() {
+                results.push(match a {
+                    packed::Answer::Kept(changes) => {
+                        let mut json = String::with_capacity(chunk[i].1.len() + 16);
+                        match packed::write(&mut json, &view.fields, &p.keys, &changes) {
+                            Ok(()) => Outcome::Kept(json),
+                            Err(e) => Outcome::Failed(format!(
+                                "{}: the returned record cannot be written: {e}",
+                                self.script.path
+                            )),
+                        }
+                    }
+                    packed::Answer::Aside => {
+                        let t: Table = aside.raw_get(i + 1)?;
+                        self.written(lua, view, &t, chunk[i].1.len())
+                    }
+                    packed::Answer::Dropped(why) => Outcome::Dropped(why),
+                    packed::Answer::Error(e) => {
+                        tracing::debug!(script = %self.script.path, record = chunk[i].0, "transform error: {e}");
+                        Outcome::Failed(first_line(&e))
+                    }
+                    packed::Answer::NotATable(t) => Outcome::Failed(self.not_a_table(&t)),
+                });
+            }
+            Ok(results)
+        })
+    }
+
+    fn context(&self, lua: &Lua) -> mlua::Result<Table> {
+        let ctx = lua.create_table()?;
+        ctx.raw_set("delivery", self.delivery.as_str())?;
+        ctx.raw_set("batch_id", self.batch_id.as_str())?;
+        ctx.raw_set("reasons", lua.create_table()?)?;
+        Ok(ctx)
+    }
+
+    fn written(&self, lua: &Lua, view: &View<'_>, t: &Table, size: usize) -> Outcome {
+        let mut json = String::with_capacity(size + 16);
+        match view.write(lua, &mut json, t) {
+            Ok(()) => Outcome::Kept(json),
+            Err(e) => Outcome::Failed(format!(
+                "{}: the returned record cannot be written: {e}",
+                self.script.path
+            )),
+        }
+    }
+
+    fn not_a_table(&self, type_name: &str) -> String {
+        format!(
+            "{}: transform returned a {type_name} (expected the record table, or nil and a reason to drop it)",
+            self.script.path
+        )
+    }
+
+    /// The general lane: a Lua table per record, built and read back field by field.
+    fn run_tables(
+        &self,
+        chunk: &[(i64, String)],
+        views: &[Option<View<'_>>],
+    ) -> Result<Vec<Outcome>, ScriptError> {
         self.script.with_vm(&self.limits, |lua| {
             let driver = driver(lua)?;
             let n = chunk.len();
             let records = lua.create_table_with_capacity(n, 0)?;
             let ids = lua.create_table_with_capacity(n, 0)?;
-            let mut views: Vec<Option<View<'_>>> = Vec::with_capacity(n);
-            for (i, (id, payload)) in chunk.iter().enumerate() {
+            for (i, ((id, _), view)) in chunk.iter().zip(views).enumerate() {
                 ids.raw_set(i + 1, *id)?;
-                match View::new(payload, &self.columns) {
-                    Ok(view) => {
-                        records.raw_set(i + 1, view.to_lua(lua)?)?;
-                        views.push(Some(view));
-                    }
-                    Err(_) => {
-                        records.raw_set(i + 1, false)?;
-                        views.push(None);
-                    }
+                match view {
+                    Some(view) => records.raw_set(i + 1, view.to_lua(lua)?)?,
+                    None => records.raw_set(i + 1, false)?,
                 }
             }
-            let ctx = lua.create_table()?;
-            ctx.raw_set("delivery", self.delivery.as_str())?;
-            ctx.raw_set("batch_id", self.batch_id.as_str())?;
-            ctx.raw_set("reasons", lua.create_table()?)?;
-            let traceback = lua.create_function(|lua, msg: Value| {
-                let text = match &msg {
-                    Value::String(s) => s.to_string_lossy(),
-                    Value::Error(e) => super::clean(e),
-                    Value::Nil => "nil".to_string(),
-                    other => format!("error object of type {}", other.type_name()),
-                };
-                Ok(lua.traceback(Some(&text), 1)?.to_string_lossy())
-            })?;
+            let ctx = self.context(lua)?;
             let spent: Function = lua.named_registry_value(super::vm::SPENT)?;
             let (out, why, errs, whole): (Option<Table>, Option<Table>, Option<Table>, Value) =
-                driver.call((records, ids, n, ctx, traceback, spent))?;
+                driver.call((records, ids, n, ctx, traceback(lua)?, spent))?;
             if let Value::String(e) = whole {
                 return Err(mlua::Error::runtime(e.to_string_lossy()));
             }
@@ -216,16 +290,7 @@ impl TransformStep {
                     continue;
                 }
                 match out.raw_get::<Value>(i + 1)? {
-                    Value::Table(t) => {
-                        let mut json = String::with_capacity(chunk[i].1.len() + 16);
-                        match view.write(lua, &mut json, &t) {
-                            Ok(()) => results.push(Outcome::Kept(json)),
-                            Err(e) => results.push(Outcome::Failed(format!(
-                                "{}: the returned record cannot be written: {e}",
-                                self.script.path
-                            ))),
-                        }
-                    }
+                    Value::Table(t) => results.push(self.written(lua, view, &t, chunk[i].1.len())),
                     Value::Boolean(false) | Value::Nil => {
                         let reason = match why.raw_get::<Value>(i + 1)? {
                             Value::String(s) => s.to_string_lossy(),
@@ -234,11 +299,10 @@ impl TransformStep {
                         };
                         results.push(Outcome::Dropped(reason));
                     }
-                    other => results.push(Outcome::Failed(format!(
-                        "{}: transform returned a {} (expected the record table, or nil and a reason to drop it)",
-                        self.script.path,
-                        other.type_name()
-                    ))),
+                    other => results.push(Outcome::Failed(self.not_a_table(match other {
+                        Value::Integer(_) => "number",
+                        other => other.type_name(),
+                    }))),
                 }
             }
             Ok(results)
@@ -248,6 +312,19 @@ impl TransformStep {
 
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").trim().to_string()
+}
+
+/// The message handler of `xpcall`: the error with the script's traceback.
+fn traceback(lua: &Lua) -> mlua::Result<Function> {
+    lua.create_function(|lua, msg: Value| {
+        let text = match &msg {
+            Value::String(s) => s.to_string_lossy(),
+            Value::Error(e) => super::clean(e),
+            Value::Nil => "nil".to_string(),
+            other => format!("error object of type {}", other.type_name()),
+        };
+        Ok(lua.traceback(Some(&text), 1)?.to_string_lossy())
+    })
 }
 
 fn driver(lua: &Lua) -> mlua::Result<Function> {
@@ -272,12 +349,6 @@ enum Outcome {
 /// A record as the script sees it: (key, original raw JSON if any, value).
 struct View<'a> {
     fields: Vec<(Cow<'a, str>, Field<'a>)>,
-}
-
-enum Field<'a> {
-    Raw(&'a RawValue),
-    Text(Cow<'a, str>),
-    Missing,
 }
 
 impl<'a> View<'a> {
@@ -455,4 +526,123 @@ pub fn try_records(step: &TransformStep, records: &[String]) -> Vec<Result<Strin
         }
     }
     out
+}
+
+#[cfg(test)]
+mod lanes {
+    //! The packed lane must give exactly what the general (table) lane gives.
+    use super::*;
+    use crate::config::TransformMode;
+
+    const SCRIPT: &str = r#"
+function transform(r, ctx)
+  if r.kind == "drop" then return nil, "dropped: " .. tostring(r.id) end
+  if r.kind == "boom" then error("boom at record " .. tostring(r.id)) end
+  if r.kind == "number" then return 42 end
+  if r.kind == "nested" then r.extra = { a = 1, list = { 1, 2, 3 } } return r end
+  r.name = r.name and string.upper(r.name)
+  r.removed = nil
+  r.zeta, r.alpha = "z", "a"
+  if r.kind == "float" then r.n = r.n + 0.5 end
+  if r.kind == "null" then r.name = consign.null end
+  if r.kind == "bool" then r.flag = not r.flag end
+  return r
+end
+"#;
+
+    fn records() -> Vec<(i64, String)> {
+        [
+            r#"{"id":1,"kind":"plain","name":"ann \"q\" é ☃","removed":"x","n":12.50,"big":123456789012345678901234,"phone":5551234567,"flag":true,"nul":null}"#,
+            r#"{"id":2,"kind":"float","name":"bo","n":1e3,"flag":false}"#,
+            r#"{"id":3,"kind":"drop","name":"cy"}"#,
+            r#"{"id":4,"kind":"boom"}"#,
+            r#"{"id":5,"kind":"number"}"#,
+            r#"{"id":6,"kind":"nested","name":"dd"}"#,
+            r#"{"id":7,"kind":"null","name":"ee","esc":"tab\tnl\n"}"#,
+            r#"{"id":8,"kind":"bool","flag":true,"neg":-7,"exp":2.5E-3}"#,
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (i as i64 + 1, s.to_string()))
+        .collect()
+    }
+
+    fn render(o: &[Outcome]) -> Vec<String> {
+        o.iter()
+            .map(|o| match o {
+                Outcome::Kept(j) => format!("kept {j}"),
+                Outcome::Dropped(w) => format!("dropped {w}"),
+                Outcome::Failed(e) => format!("failed {e}"),
+            })
+            .collect()
+    }
+
+    fn step(dir: &std::path::Path, mode: TransformMode, columns: Vec<Column>) -> TransformStep {
+        std::fs::write(dir.join("t.lua"), SCRIPT).expect("write");
+        let script = Arc::new(Script::compile(dir, "t.lua", &["transform"], 1).expect("compile"));
+        let cfg = DeliveryScripts {
+            transform: Some("t.lua".into()),
+            mode,
+            batch_size: 100,
+            ..Default::default()
+        };
+        TransformStep::new(script, &cfg, ScriptLimits::default(), columns, "d", "b")
+    }
+
+    #[test]
+    fn packed_and_table_lanes_agree() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let chunk = records();
+        for (mode, columns) in [
+            (TransformMode::InsteadOfMapping, Vec::new()),
+            (
+                TransformMode::AfterMapping,
+                vec![
+                    Column::new("id", Some("id"), vec![]),
+                    Column::new("kind", Some("kind"), vec![]),
+                    Column::new("name", Some("name"), vec![]),
+                    Column::new("n", Some("n"), vec![]),
+                    Column::new("missing", Some("nope"), vec![]),
+                    Column::new("flag", Some("flag"), vec![]),
+                ],
+            ),
+        ] {
+            let s = step(dir.path(), mode, columns);
+            let views: Vec<Option<View<'_>>> = chunk
+                .iter()
+                .map(|(_, p)| View::new(p, &s.columns).ok())
+                .collect();
+            let packed = packed::pack(views.iter().flatten().map(|v| v.fields.as_slice()))
+                .expect("flat records take the packed lane");
+            let fast = render(&s.run_packed(&chunk, &views, &packed).expect("packed"));
+            let slow = render(&s.run_tables(&chunk, &views).expect("tables"));
+            assert_eq!(fast, slow);
+            if mode == TransformMode::InsteadOfMapping {
+                assert!(
+                    fast[0].contains(r#""big":123456789012345678901234"#),
+                    "{}",
+                    fast[0]
+                );
+                assert!(
+                    fast[0].contains(r#""n":12.50"#) && fast[0].contains(r#""phone":5551234567"#),
+                    "{}",
+                    fast[0]
+                );
+                assert!(
+                    fast[0].ends_with(r#""alpha":"a","zeta":"z"}"#),
+                    "{}",
+                    fast[0]
+                );
+                assert!(!fast[0].contains("removed"), "{}", fast[0]);
+                assert!(fast[2].starts_with("dropped dropped: 3"), "{}", fast[2]);
+                assert!(fast[3].contains("boom at record 4"), "{}", fast[3]);
+                assert!(fast[4].contains("returned a number"), "{}", fast[4]);
+                assert!(
+                    fast[5].contains(r#""extra":{"a":1,"list":[1,2,3]}"#),
+                    "{}",
+                    fast[5]
+                );
+            }
+        }
+    }
 }

@@ -100,7 +100,7 @@ fn write_value(lua: &Lua, out: &mut String, v: &Value, depth: usize) -> Result<(
 }
 
 /// A float as JSON: integral values without `.0`, others in their shortest exact form.
-fn write_float(out: &mut String, f: f64) -> Result<(), String> {
+pub(crate) fn write_float(out: &mut String, f: f64) -> Result<(), String> {
     if !f.is_finite() {
         return Err(format!("{f} is not a JSON number"));
     }
