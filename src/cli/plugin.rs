@@ -219,9 +219,17 @@ pub fn check(config: &Path, a: &CheckArgs<'_>, json: bool) -> anyhow::Result<Exi
         Ok(x) => x,
         Err(code) => return Ok(code),
     };
+    if let Some(bad) = a
+        .allow_http
+        .iter()
+        .find(|h| !crate::plugin::capability::valid_pattern(h))
+    {
+        eprintln!("--allow-http {bad:?}: give host, host:port, host:*, *.domain or * (no scheme, no path)");
+        return Ok(ExitCode::from(EXIT_CONFIG));
+    }
     let mut table = toml::Table::new();
     for kv in a.set {
-        let Some((k, v)) = kv.split_once('=') else {
+        let Some((k, v)) = kv.split_once('=').filter(|(k, _)| !k.trim().is_empty()) else {
             eprintln!("--set {kv:?}: write KEY=VALUE");
             return Ok(ExitCode::from(EXIT_CONFIG));
         };

@@ -81,12 +81,22 @@ impl Grants {
     }
 }
 
-/// `*`, `host`, `host:port`, `*.domain` or `*.domain:port` against a host and port.
+/// Whether `pattern` is a host pattern (`*`, `host`, `host:port`, `host:*`,
+/// `*.domain`), for config and command-line checks.
+pub fn valid_pattern(pattern: &str) -> bool {
+    !pattern.is_empty()
+        && !pattern.contains("://")
+        && !pattern.contains('/')
+        && !pattern.contains(char::is_whitespace)
+}
+
+/// `*`, `host`, `host:port`, `host:*`, `*.domain` or `*.domain:port` against a host and port.
 fn matches(pattern: &str, host: &str, port: u16) -> bool {
     if pattern == "*" {
         return true;
     }
     let (p_host, p_port) = match pattern.rsplit_once(':') {
+        Some((h, "*")) if !h.contains(':') || h.ends_with(']') => (h, None),
         Some((h, p)) if !h.contains(':') || h.ends_with(']') => match p.parse::<u16>() {
             Ok(p) => (h, Some(p)),
             Err(_) => return false,
@@ -140,6 +150,9 @@ mod tests {
         assert!(g.http("up.partner.com", 80).is_err());
         let g = grants(&["*"], &[]);
         assert!(g.http("127.0.0.1", 1).is_err());
+        let g = grants(&["*"], &["127.0.0.1:*"]);
+        assert!(g.http("127.0.0.1", 18177).is_ok());
+        assert!(!valid_pattern("http://h") && !valid_pattern("") && valid_pattern("h:*"));
     }
 
     #[test]
