@@ -1,7 +1,10 @@
 //! P7: the Lua transform step against the same transform done by the
 //! built-in field mapping, on one core, same records, same output.
 //!
-//!   lua_transform LEADS.csv [RECORDS] [BATCH_SIZE]
+//!   lua_transform LEADS.csv [RECORDS] [BATCH_SIZE] [record|columns]
+//!
+//! `record` runs `transform(r)` per record (the packed lane); `columns`
+//! runs the same transform as `transform_columns(cols, n)`.
 //!
 //! The transform: phone → digits only, deal stage → upper case, add
 //! `source_tag = "acme"`. Both sides start from the stored JSON text of
@@ -22,6 +25,19 @@ function transform(r)
   r.stage = string.upper(r.stage)
   r.source_tag = "acme"
   return r
+end
+"#;
+
+const COLUMNS_SCRIPT: &str = r#"
+function transform_columns(cols, n)
+  local phone, stage = cols.phone, cols.stage
+  local digits, upper = consign.digits_only, string.upper
+  for i = 1, n do
+    local p, s = phone[i], stage[i]
+    if p then phone[i] = digits(p) end
+    if s then stage[i] = upper(s) end
+  end
+  cols.source_tag = "acme"
 end
 "#;
 
@@ -83,6 +99,12 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1_000_000);
     let batch_size: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1024);
+    let lane = args.get(4).map_or("record", String::as_str);
+    let script_text = match lane {
+        "record" => SCRIPT,
+        "columns" => COLUMNS_SCRIPT,
+        other => panic!("lane must be record or columns, not {other:?}"),
+    };
     // Records as the store holds them (JSON object text), from the CSV.
     let mut base: Vec<String> = Vec::new();
     consign::intake::read_file(
@@ -99,7 +121,7 @@ fn main() {
     let records: Vec<String> = base.iter().cycle().take(want).cloned().collect();
 
     let dir = tempfile::tempdir().expect("tmp");
-    std::fs::write(dir.path().join("t.lua"), SCRIPT).expect("write");
+    std::fs::write(dir.path().join("t.lua"), script_text).expect("write");
     let script =
         Arc::new(Script::compile(dir.path(), "t.lua", &["transform"], 1).expect("compile"));
     let cfg = DeliveryScripts {
@@ -149,7 +171,7 @@ fn main() {
     }
     assert_eq!(out_b.0, out_l.0, "both sides see every record");
     println!(
-        "records={} batch_size={batch_size} builtin_s={best_b:.3} builtin_rps={:.0} lua_s={best_l:.3} lua_rps={:.0} lua/builtin={:.2} bytes_builtin={} bytes_lua={}",
+        "records={} lane={lane} batch_size={batch_size} builtin_s={best_b:.3} builtin_rps={:.0} lua_s={best_l:.3} lua_rps={:.0} lua/builtin={:.2} bytes_builtin={} bytes_lua={}",
         out_b.0,
         out_b.0 as f64 / best_b,
         out_l.0 as f64 / best_l,

@@ -9,6 +9,7 @@
 //! Callers take an `Arc<Script>` for the whole of their work, so a batch
 //! that started assembling finishes with the version it started with.
 
+mod columns;
 pub mod helpers;
 mod packed;
 pub mod response;
@@ -47,7 +48,7 @@ impl ScriptError {
 /// Functions a script must define for each role it is named for.
 fn required(role: &str) -> &'static [&'static str] {
     match role {
-        "transform" => &["transform", "transform_batch"],
+        "transform" => &["transform", "transform_batch", "transform_columns"],
         "response" => &["on_response"],
         "schedule" => &["next_batch"],
         _ => &[],

@@ -5,6 +5,7 @@
 //! reason (and the script line); with `on_error = "fail_batch"` the first
 //! error fails the batch instead.
 
+use super::columns;
 use super::packed::{self, Field};
 use super::{value, Script, ScriptError};
 use crate::assemble::mapping::{Column, JsonValue, RawRecord};
@@ -63,6 +64,8 @@ pub struct TransformStep {
     columns: Vec<Column>,
     delivery: String,
     batch_id: String,
+    /// Whether the script defines `transform_columns` (asked once).
+    column_lane: std::sync::OnceLock<bool>,
 }
 
 impl TransformStep {
@@ -86,6 +89,7 @@ impl TransformStep {
             },
             delivery: delivery.to_string(),
             batch_id: batch_id.to_string(),
+            column_lane: std::sync::OnceLock::new(),
         }
     }
 
@@ -150,10 +154,14 @@ impl TransformStep {
     }
 
     fn has_batch_fn(&self) -> bool {
+        self.defines("transform_batch")
+    }
+
+    fn defines(&self, name: &str) -> bool {
         self.script
             .with_vm(&self.limits, |lua| {
                 Ok(matches!(
-                    lua.globals().raw_get::<Value>("transform_batch")?,
+                    lua.globals().raw_get::<Value>(name)?,
                     Value::Function(_)
                 ))
             })
@@ -167,6 +175,12 @@ impl TransformStep {
             .iter()
             .map(|(_, payload)| View::new(payload, &self.columns).ok())
             .collect();
+        if *self
+            .column_lane
+            .get_or_init(|| self.defines("transform_columns"))
+        {
+            return self.run_columns(chunk, &views);
+        }
         if views.iter().all(Option::is_some) {
             let flat = packed::pack(views.iter().flatten().map(|v| v.fields.as_slice()));
             if let Some(p) = flat {
@@ -221,6 +235,54 @@ impl TransformStep {
             }
             Ok(results)
         })
+    }
+
+    /// The column lane: the chunk as one array per field the script reads.
+    fn run_columns(
+        &self,
+        chunk: &[(i64, String)],
+        views: &[Option<View<'_>>],
+    ) -> Result<Vec<Outcome>, ScriptError> {
+        // Records that are not JSON objects never reach the script.
+        let good: Vec<&columns::Fields<'_>> = views
+            .iter()
+            .flatten()
+            .map(|v| v.fields.as_slice())
+            .collect();
+        let good_ids: Vec<i64> = chunk
+            .iter()
+            .zip(views)
+            .filter(|(_, v)| v.is_some())
+            .map(|((id, _), _)| *id)
+            .collect();
+        let answers = self.script.with_vm(&self.limits, |lua| {
+            let ids = lua.create_sequence_from(good_ids.iter().copied())?;
+            let ctx = self.context(lua)?;
+            match columns::run(lua, &good, ids, ctx, traceback(lua)?)? {
+                Ok(a) => Ok(a),
+                Err(e) => Err(mlua::Error::runtime(e)),
+            }
+        })?;
+        let mut answers = answers.into_iter();
+        let mut results = Vec::with_capacity(chunk.len());
+        for view in views {
+            if view.is_none() {
+                results.push(Outcome::Failed(
+                    "the stored record is not a JSON object".into(),
+                ));
+                continue;
+            }
+            results.push(match answers.next() {
+                Some(columns::ColumnOutcome::Kept(json)) => Outcome::Kept(json),
+                Some(columns::ColumnOutcome::Dropped(why)) => Outcome::Dropped(why),
+                Some(columns::ColumnOutcome::Failed(e)) => Outcome::Failed(format!(
+                    "{}: the returned record cannot be written: {e}",
+                    self.script.path
+                )),
+                None => Outcome::Failed("transform_columns gave no answer".into()),
+            });
+        }
+        Ok(results)
     }
 
     fn context(&self, lua: &Lua) -> mlua::Result<Table> {
@@ -644,5 +706,126 @@ end
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod column_lane {
+    //! `transform_columns` must give what the per-record `transform` gives.
+    use super::*;
+    use crate::config::TransformMode;
+
+    const PER_RECORD: &str = r#"
+function transform(r, ctx)
+  if r.kind == "drop" then return nil, "dropped: " .. tostring(r.id) end
+  r.name = r.name and string.upper(r.name)
+  r.removed = nil
+  r.zeta, r.alpha = "z", "a"
+  r.phone = r.phone and consign.digits_only(r.phone)
+  if r.kind == "null" then r.name = consign.null end
+  return r
+end
+"#;
+
+    const COLUMNS: &str = r#"
+function transform_columns(cols, n, ctx)
+  local name, kind, id, phone = cols.name, cols.kind, cols.id, cols.phone
+  local zeta = {}
+  for i = 1, n do
+    if kind[i] == "drop" then ctx.drop(i, "dropped: " .. tostring(id[i])) end
+    if name[i] then name[i] = string.upper(name[i]) end
+    if phone[i] then phone[i] = consign.digits_only(phone[i]) end
+    if kind[i] == "null" then name[i] = consign.null end
+    zeta[i] = "z"
+  end
+  ctx.remove("removed")
+  cols.zeta, cols.alpha = zeta, "a"
+  assert(#ctx.ids == n and ctx.n == n)
+end
+"#;
+
+    fn run(dir: &std::path::Path, file: &str, text: &str, chunk: &[(i64, String)]) -> Vec<String> {
+        std::fs::write(dir.join(file), text).expect("write");
+        let script = Arc::new(Script::compile(dir, file, &["transform"], 1).expect("compile"));
+        let cfg = DeliveryScripts {
+            transform: Some(file.into()),
+            mode: TransformMode::InsteadOfMapping,
+            batch_size: 100,
+            ..Default::default()
+        };
+        let step = TransformStep::new(script, &cfg, ScriptLimits::default(), vec![], "d", "b");
+        step.run(chunk)
+            .expect("run")
+            .iter()
+            .map(|o| match o {
+                Outcome::Kept(j) => format!("kept {j}"),
+                Outcome::Dropped(w) => format!("dropped {w}"),
+                Outcome::Failed(e) => format!("failed {e}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn columns_agree_with_per_record_transform() {
+        let chunk: Vec<(i64, String)> = [
+            r#"{"id":1,"kind":"plain","name":"ann \"q\" é","removed":"x","n":12.50,"big":123456789012345678901234,"phone":"(555) 123-4567","flag":true,"nul":null}"#,
+            r#"{"id":2,"kind":"drop","name":"bo"}"#,
+            r#"{"id":3,"kind":"null","name":"cy","phone":5551234567,"zeta":"old"}"#,
+            r#"{"id":4,"kind":"sparse"}"#,
+            r#"not json"#,
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (i as i64 + 1, s.to_string()))
+        .collect();
+        let dir = tempfile::tempdir().expect("tmp");
+        let per_record = run(dir.path(), "r.lua", PER_RECORD, &chunk);
+        let columns = run(dir.path(), "c.lua", COLUMNS, &chunk);
+        assert_eq!(per_record, columns);
+        assert_eq!(
+            columns[0],
+            r#"kept {"id":1,"kind":"plain","name":"ANN \"Q\" é","n":12.50,"big":123456789012345678901234,"phone":"5551234567","flag":true,"nul":null,"alpha":"a","zeta":"z"}"#
+        );
+        assert_eq!(columns[1], "dropped dropped: 2");
+        assert!(columns[2].contains(r#""name":null"#) && columns[2].contains(r#""zeta":"z""#));
+        assert!(columns[4].starts_with("failed "), "{}", columns[4]);
+    }
+
+    #[test]
+    fn a_raising_column_transform_rejects_only_the_bad_record() {
+        let chunk: Vec<(i64, String)> = [r#"{"v":"a"}"#, r#"{"v":"boom"}"#, r#"{"v":"c"}"#]
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i as i64 + 1, s.to_string()))
+            .collect();
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::write(
+            dir.path().join("c.lua"),
+            "function transform_columns(cols, n)\n  local v = cols.v\n  for i = 1, n do\n    if v[i] == 'boom' then error('bad value') end\n    v[i] = v[i] .. '!'\n  end\nend\n",
+        )
+        .expect("write");
+        let script =
+            Arc::new(Script::compile(dir.path(), "c.lua", &["transform"], 1).expect("compile"));
+        let cfg = DeliveryScripts {
+            transform: Some("c.lua".into()),
+            batch_size: 100,
+            ..Default::default()
+        };
+        let step = TransformStep::new(script, &cfg, ScriptLimits::default(), vec![], "d", "b");
+        let mut kept = Vec::new();
+        let mut rejected = Vec::new();
+        step.chunk(&chunk, &mut rejected, &mut |id, json| {
+            kept.push(format!("{id} {json}"));
+            Ok(())
+        })
+        .expect("chunk");
+        assert_eq!(kept, vec![r#"1 {"v":"a!"}"#, r#"3 {"v":"c!"}"#]);
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].record, 2);
+        assert!(
+            rejected[0].reason.contains("c.lua:4") && rejected[0].reason.contains("bad value"),
+            "{}",
+            rejected[0].reason
+        );
     }
 }

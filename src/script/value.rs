@@ -113,6 +113,14 @@ pub(crate) fn write_float(out: &mut String, f: f64) -> Result<(), String> {
 }
 
 pub fn push_json_string(out: &mut String, s: &str) {
+    // Most field names and values need no escaping: copy them as they are.
+    if !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.reserve(s.len() + 2);
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
     // serde_json's escaping (control characters, quotes, backslashes).
     match serde_json::to_string(s) {
         Ok(q) => out.push_str(&q),
