@@ -370,12 +370,39 @@ fn fixture_trap_and_deadline_fail_the_attempt_and_the_engine_carries_on() {
         assert_eq!(show["batch"]["state"], "retry_wait", "{behaviour}: {show}");
         let err = show["attempts"][0]["error"].as_str().expect("error");
         let want = match behaviour {
-            "trap" => "trapped",
+            "trap" => "trapped: wasm trap: wasm `unreachable` instruction executed: panicked at",
             "loop" => "compute deadline of 2s exceeded",
             _ => "memory limit of 33554432 bytes exceeded",
         };
         assert!(err.contains(want), "{behaviour}: {err}");
+        if behaviour == "trap" {
+            // The panic's own message, not a backtrace of wasm frames.
+            assert!(err.contains("trap requested by config"), "{err}");
+            assert!(!err.contains("<wasm function"), "{err}");
+        }
     }
+}
+
+#[test]
+fn a_plugin_that_only_waits_on_http_is_stopped_by_the_call_time_limit() {
+    // Almost no compute of its own, so the compute deadline never fires:
+    // the wall-clock `call_timeout` must end the call (as a crash).
+    let ws = Workspace::new(&config(
+        &format!(
+            "type = \"plugin\"\nplugin = \"fixture\"\nallow_http = [\"{}\"]\n[delivery.destination.config]\nbehaviour = \"http-loop\"\nurl = \"{}/slow/200\"",
+            webhook_host(),
+            base()
+        ),
+        "call_timeout = \"3s\"",
+    ));
+    install(&ws, "fixture", &repo("plugins/fixture"));
+    ws.enqueue_leads("p", 5);
+    let t = std::time::Instant::now();
+    let show = flush_one(&ws, 3);
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    assert_eq!(show["batch"]["state"], "retry_wait", "{show}");
+    let err = show["attempts"][0]["error"].as_str().expect("error");
+    assert!(err.contains("call time limit of 3s exceeded"), "{err}");
 }
 
 #[test]
@@ -637,14 +664,14 @@ fn native_plugin_with_another_abi_is_refused() {
 fn hot_swap_under_serve_finishes_in_flight_batches_on_their_version() {
     let key = unique("swap");
     let port = free_port();
-    // 8 batches, 4 delivered at once; each takes ~1.5 s at the partner (host
+    // 8 batches, 4 delivered at once; each takes ~3 s at the partner (host
     // HTTP time is not the plugin's compute), so the swap lands while the
     // first ones are in flight and before the last ones start.
     let ws = Workspace::new(&format!(
         "[server]\nlisten = \"127.0.0.1:{port}\"\n{}",
         config(
             &format!(
-                "type = \"plugin\"\nplugin = \"fixture\"\nallow_http = [\"{}\"]\n[delivery.destination.config]\nbehaviour = \"http\"\nurl = \"{}/slow/1500/{key}\"",
+                "type = \"plugin\"\nplugin = \"fixture\"\nallow_http = [\"{}\"]\n[delivery.destination.config]\nbehaviour = \"http\"\nurl = \"{}/slow/3000/{key}\"",
                 webhook_host(),
                 base()
             ),

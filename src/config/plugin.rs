@@ -26,6 +26,10 @@ pub struct PluginsConfig {
     /// Compute time of one call (the plugin's own; HTTP waits are not counted).
     #[serde(default = "default_timeout")]
     pub timeout: HumanDuration,
+    /// Wall-clock time of one call, host calls (HTTP waits) included: a
+    /// plugin that keeps calling the host never runs forever.
+    #[serde(default = "default_call_timeout")]
+    pub call_timeout: HumanDuration,
     /// Fuel (≈ WASM instructions) one call may burn. Off unless set.
     pub fuel: Option<u64>,
     /// Traps, deadlines or limit breaches in a row after which a plugin is
@@ -42,6 +46,7 @@ impl Default for PluginsConfig {
             watch: true,
             memory_limit: default_memory(),
             timeout: default_timeout(),
+            call_timeout: default_call_timeout(),
             fuel: None,
             crash_limit: default_crash_limit(),
         }
@@ -62,6 +67,9 @@ fn default_memory() -> ByteSize {
 }
 fn default_timeout() -> HumanDuration {
     HumanDuration(Duration::from_secs(30))
+}
+fn default_call_timeout() -> HumanDuration {
+    HumanDuration(Duration::from_secs(30 * 60))
 }
 fn default_crash_limit() -> u32 {
     3

@@ -78,6 +78,8 @@ pub struct CallLimits {
     pub memory: u64,
     /// The plugin's own compute time (host calls such as HTTP not counted).
     pub timeout: Duration,
+    /// The whole call, wall clock, host calls included.
+    pub call_timeout: Duration,
     /// Fuel, when the engine counts it.
     pub fuel: Option<u64>,
 }
@@ -420,6 +422,7 @@ impl Plugins {
         CallLimits {
             memory: memory.unwrap_or(self.cfg.memory_limit.0),
             timeout: timeout.unwrap_or(self.cfg.timeout.0),
+            call_timeout: self.cfg.call_timeout.0,
             fuel: fuel.or(self.cfg.fuel),
         }
     }

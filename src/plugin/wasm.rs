@@ -221,7 +221,11 @@ pub struct State {
     /// Time spent in host calls (not charged to the plugin's deadline).
     in_host: Duration,
     budget: Duration,
+    /// Wall-clock limit of the whole call.
+    wall: Duration,
     log_lines: u32,
+    /// The message the SDK's panic hook logged (the cause of the trap that follows).
+    panic: Option<String>,
     open_files: u32,
     secrets: Vec<String>,
 }
@@ -254,6 +258,19 @@ impl std::fmt::Display for DeadlineExceeded {
     }
 }
 impl std::error::Error for DeadlineExceeded {}
+
+#[derive(Debug)]
+struct CallTimeExceeded(Duration);
+impl std::fmt::Display for CallTimeExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "call time limit of {} exceeded (wall clock, host calls included)",
+            humantime::format_duration(self.0)
+        )
+    }
+}
+impl std::error::Error for CallTimeExceeded {}
 
 impl wasmtime::ResourceLimiter for MemoryLimit {
     fn memory_growing(
@@ -314,7 +331,9 @@ impl WasmPlugin {
             started: Instant::now(),
             in_host: Duration::ZERO,
             budget: limits.timeout,
+            wall: limits.call_timeout,
             log_lines: 0,
+            panic: None,
             open_files: 0,
             secrets: input.map(|i| i.secrets.clone()).unwrap_or_default(),
         };
@@ -323,7 +342,11 @@ impl WasmPlugin {
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|ctx| {
             let s = ctx.data();
-            let used = s.started.elapsed().saturating_sub(s.in_host);
+            let elapsed = s.started.elapsed();
+            if elapsed > s.wall {
+                return Err(wasmtime::Error::new(CallTimeExceeded(s.wall)));
+            }
+            let used = elapsed.saturating_sub(s.in_host);
             if used > s.budget {
                 Err(wasmtime::Error::new(DeadlineExceeded(s.budget)))
             } else {
@@ -344,10 +367,10 @@ impl WasmPlugin {
         let inst = self
             .pre
             .instantiate(&mut store)
-            .map_err(|e| classify_trap(&e, limits))?;
+            .map_err(|e| classify_trap(&e, limits, None))?;
         let i = inst
             .call_info(&mut store)
-            .map_err(|e| classify_trap(&e, limits))?;
+            .map_err(|e| classify_trap(&e, limits, None))?;
         Ok(Info {
             name: i.name,
             version: i.version,
@@ -367,7 +390,7 @@ impl WasmPlugin {
         let inst = self
             .pre
             .instantiate(&mut store)
-            .map_err(|e| classify_trap(&e, limits))?;
+            .map_err(|e| classify_trap(&e, limits, None))?;
         let r = match &input.batch {
             Some(b) => {
                 let batch = wit::Batch {
@@ -391,7 +414,7 @@ impl WasmPlugin {
                     already_delivered: b.already.clone(),
                 };
                 inst.call_deliver(&mut store, &batch)
-                    .map_err(|e| classify_trap(&e, limits))?
+                    .map_err(|e| classify_trap(&e, limits, store.data().panic.as_deref()))?
                     .map(|r| Outcome {
                         message: r.message,
                         remote_ids: r.remote_ids,
@@ -399,7 +422,7 @@ impl WasmPlugin {
             }
             None => inst
                 .call_check(&mut store)
-                .map_err(|e| classify_trap(&e, limits))?
+                .map_err(|e| classify_trap(&e, limits, store.data().panic.as_deref()))?
                 .map(|message| Outcome {
                     message,
                     remote_ids: Vec::new(),
@@ -423,11 +446,16 @@ impl WasmPlugin {
 }
 
 /// A trap, deadline or limit breach, in words an operator can act on.
-fn classify_trap(e: &wasmtime::Error, limits: &CallLimits) -> CallError {
+fn classify_trap(e: &wasmtime::Error, limits: &CallLimits, panic: Option<&str>) -> CallError {
     if let Some(m) = e.downcast_ref::<MemoryExceeded>() {
         return CallError::Memory(format!(
             "{m} (memory_limit {}; raise it for this destination or fix the plugin)",
             limits.memory
+        ));
+    }
+    if let Some(d) = e.downcast_ref::<CallTimeExceeded>() {
+        return CallError::Deadline(format!(
+            "{d} ([plugins] call_timeout; the plugin kept the call going, e.g. endless HTTP requests)"
         ));
     }
     if let Some(d) = e.downcast_ref::<DeadlineExceeded>() {
@@ -443,7 +471,15 @@ fn classify_trap(e: &wasmtime::Error, limits: &CallLimits) -> CallError {
             ));
         }
     }
-    CallError::Trap(chain(e))
+    // The cause first (a backtrace of `<wasm function N>` frames says
+    // little to an operator); the whole chain goes to the debug log.
+    tracing::debug!("plugin trap: {}", chain(e));
+    let cause = e.root_cause().to_string();
+    let cause = cause.lines().next().unwrap_or("").trim();
+    CallError::Trap(match panic {
+        Some(p) => format!("{cause}: {}", p.trim()),
+        None => cause.to_string(),
+    })
 }
 
 /// An error with its causes on one line.
@@ -532,9 +568,17 @@ impl State {
         for (k, v) in &req.headers {
             rb = rb.header(k.as_str(), v.as_str());
         }
-        rb = rb.timeout(Duration::from_millis(u64::from(
-            req.timeout_ms.unwrap_or(60_000).max(1),
-        )));
+        // No request outlives the call's wall-clock limit.
+        let left = self.wall.saturating_sub(self.started.elapsed());
+        if left.is_zero() {
+            return Err(E::Other(format!(
+                "call time limit of {} spent; no more requests in this call",
+                humantime::format_duration(self.wall)
+            )));
+        }
+        rb = rb.timeout(
+            Duration::from_millis(u64::from(req.timeout_ms.unwrap_or(60_000).max(1))).min(left),
+        );
         rb = match req.body {
             wit_host::Body::Empty => rb,
             wit_host::Body::Bytes(b) => rb.body(b),
@@ -627,6 +671,9 @@ impl wit_host::Host for State {
             return Ok(());
         }
         let message = super::tidy(&message, &self.secrets);
+        if matches!(level, Level::Error) && message.starts_with("plugin panicked at ") {
+            self.panic = Some(message.trim_start_matches("plugin ").to_string());
+        }
         let (p, b) = (&self.plugin, &self.batch);
         match level {
             Level::Trace => tracing::trace!(plugin = %p, batch = %b, "{message}"),
