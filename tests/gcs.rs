@@ -228,6 +228,17 @@ fn unusable_credentials_suspend_and_server_down_retries() {
     let check = ws.json(&["check", "--connect"], 4);
     assert_eq!(check["results"][0]["class"], "auth", "{check}");
 
+    // The token server down: that passes, so the batch waits to retry.
+    let mut sa = sa;
+    sa["token_uri"] = format!("http://127.0.0.1:{}/token", free_port()).into();
+    std::fs::write(&key, sa.to_string()).expect("write");
+    let out = ws.json(&["batches", "list"], 0);
+    let id = out["batches"][0]["id"].as_str().expect("id").to_string();
+    ws.json(&["deliveries", "resume", "partner"], 0);
+    let out = ws.json(&["flush", "partner"], 3);
+    assert_eq!(out["batches"][0]["batch"]["id"], id.as_str(), "{out}");
+    assert_eq!(out["batches"][0]["batch"]["state"], "retry_wait", "{out}");
+
     let cfg = config(&b, "auth = \"none\"", "name = \"l_{batch_id}.csv\"")
         .replace(&endpoint(), &format!("http://127.0.0.1:{}", free_port()));
     let ws = Workspace::new(&cfg);

@@ -1,5 +1,6 @@
 //! `consign flush NAME`: cut everything pending now, assemble, and (unless
-//! `--no-deliver`) make one delivery attempt per batch.
+//! `--no-deliver`) make one delivery attempt per batch, and per batch of
+//! NAME already waiting and due (e.g. after `deliveries resume`).
 
 use super::{batch_line, EXIT_NOT_DELIVERED};
 use crate::engine::Engine;
@@ -9,7 +10,17 @@ use std::process::ExitCode;
 pub fn run(engine: &Engine, delivery: &str, deliver: bool, json: bool) -> anyhow::Result<ExitCode> {
     // Recovers what a killed `flush` left behind, when nobody else is working.
     let (_work, _) = engine.claim_work(false)?;
-    let batches = engine.flush(delivery)?;
+    let mut batches = engine.flush(delivery)?;
+    if deliver {
+        let waiting = engine.due(chrono::Utc::now())?;
+        let cut: Vec<String> = batches.iter().map(|b| b.id.clone()).collect();
+        batches.splice(
+            0..0,
+            waiting
+                .into_iter()
+                .filter(|b| b.delivery == delivery && !cut.contains(&b.id)),
+        );
+    }
     if batches.is_empty() {
         if json {
             println!("{}", serde_json::json!({ "batches": [] }));

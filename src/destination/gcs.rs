@@ -94,7 +94,23 @@ impl GcsDestination {
     /// An OAuth access token, or none for `auth = "none"`.
     fn token(&self) -> Result<Option<String>, DestinationError> {
         let auth_err = |e: gcp_auth::Error| {
-            DestinationError::new(ErrorClass::Auth, format!("Google credentials: {e}"))
+            let text = e.to_string();
+            // The token server could not be reached or its answer was cut
+            // off: that passes, retry. A refusal (any non-2xx answer; the
+            // library does not say which) or bad key material suspends.
+            let class = if text.contains("HTTP request failed")
+                || text.contains("failed to read HTTP response body")
+            {
+                ErrorClass::Transient
+            } else {
+                ErrorClass::Auth
+            };
+            let hint = if text.contains("token request failed") {
+                " (the token server refused the credentials or failed; its status is in the log at WARN)"
+            } else {
+                ""
+            };
+            DestinationError::new(class, format!("Google credentials: {text}{hint}"))
         };
         let provider: std::sync::Arc<dyn gcp_auth::TokenProvider> = match self.cfg.auth {
             GcsAuth::None => return Ok(None),

@@ -108,7 +108,7 @@ impl HttpDestination {
             b = b.add_root_certificate(cert);
         }
         if self.cfg.insecure_skip_tls_verify {
-            tracing::warn!(url = %self.cfg.url.0, "TLS certificate NOT verified (insecure_skip_tls_verify = true)");
+            tracing::warn!(url = %shown_url(&self.cfg.url.0), "TLS certificate NOT verified (insecure_skip_tls_verify = true)");
             b = b.danger_accept_invalid_certs(true);
         }
         b.build()
@@ -222,7 +222,7 @@ impl HttpDestination {
             )
             .body(reqwest::blocking::Body::sized(file, f.bytes));
         req = self.decorate(req, s, f, parts, Some(&f.path))?;
-        let at = format!("{} → {}", f.name, url.split('?').next().unwrap_or(&url));
+        let at = format!("{} → {}", f.name, shown_url(&url));
         let resp = req.send().map_err(|e| send_error(&at, e))?;
         let status = resp.status().as_u16();
         let mut reply = Reply {
@@ -256,7 +256,7 @@ impl HttpDestination {
                 ErrorClass::Permanent,
                 format!(
                     "{at}: partner redirected ({status}) to {}; redirects are not followed (the data would not arrive): update the url",
-                    to.split('?').next().unwrap_or("?")
+                    shown_url(&to)
                 ),
             ));
         }
@@ -305,6 +305,24 @@ impl HttpDestination {
         err.retry_after = wait;
         err.reply = Some(Box::new(reply));
         Err(err)
+    }
+}
+
+/// A URL as it may be printed, logged and stored: without its query and
+/// fragment (they may carry a key) and with any `user:password@` replaced
+/// by `***@`.
+pub(crate) fn shown_url(u: &str) -> String {
+    let base = u.split(['?', '#']).next().unwrap_or(u);
+    let Some((scheme, rest)) = base.split_once("://") else {
+        return base.to_string();
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rfind('@') {
+        Some(i) => format!("{scheme}://***@{}{path}", &authority[i + 1..]),
+        None => base.to_string(),
     }
 }
 
@@ -367,9 +385,11 @@ fn severity(c: ErrorClass) -> u8 {
 
 impl Destination for HttpDestination {
     fn describe(&self) -> String {
-        let u = &self.cfg.url.0;
-        let base = u.split('?').next().unwrap_or(u);
-        format!("http {} {base}", self.cfg.method.to_ascii_uppercase())
+        format!(
+            "http {} {}",
+            self.cfg.method.to_ascii_uppercase(),
+            shown_url(&self.cfg.url.0)
+        )
     }
 
     fn deliver(&self, shipment: &Shipment) -> Result<Receipt, DestinationError> {
@@ -493,7 +513,7 @@ impl Destination for HttpDestination {
             component: None,
         };
         let url = self.render(&self.cfg.url.0, &shipment, &probe, 1, true);
-        let shown = url.split('?').next().unwrap_or(&url).to_string();
+        let shown = shown_url(&url);
         let req = self.decorate(client.head(&url), &shipment, &probe, 1, None)?;
         let resp = req.send().map_err(|e| send_error(&shown, e))?;
         let status = resp.status().as_u16();
@@ -541,5 +561,21 @@ mod tests {
             Some("true")
         );
         assert_eq!(json_at(br#"[1]"#, "x"), None);
+    }
+}
+
+#[cfg(test)]
+mod shown_url_tests {
+    use super::shown_url;
+
+    #[test]
+    fn credentials_query_and_fragment_are_never_shown() {
+        assert_eq!(
+            shown_url("http://user:s3cret@127.0.0.1:8085/in/x?key=abc#frag"),
+            "http://***@127.0.0.1:8085/in/x"
+        );
+        assert_eq!(shown_url("https://tok@h/p@q"), "https://***@h/p@q");
+        assert_eq!(shown_url("https://h:443/a/b"), "https://h:443/a/b");
+        assert_eq!(shown_url("https://h?x=1"), "https://h");
     }
 }
