@@ -73,6 +73,15 @@ fn ftps_with_session_reuse_delivers_ten_thousand_rows_into_new_nested_dirs() {
     let check = ws.json(&["check", "--connect"], 0);
     let msg = check["results"][0]["message"].as_str().expect("message");
     assert!(msg.contains("TLS verified"), "{check}");
+    // TLS 1.3 tickets are single-use: this server refuses a later data
+    // connection, and the check must find that out (not only deliveries).
+    let tls13 = Workspace::new(&config(
+        "FTP_PORT",
+        &nested,
+        &format!("{}\ntls_max = \"1.3\"", trusted()),
+    ));
+    let check = tls13.json(&["check", "--connect"], 4);
+    assert!(check.to_string().contains("upload 3 of 4"), "{check}");
     let leads = ws.enqueue_leads("partner", 10_000);
     let out = ws.json(&["flush", "partner"], 0);
     let batch = &out["batches"][0]["batch"];

@@ -346,6 +346,13 @@ fn redirects_are_not_followed_and_redelivery_sends_every_part_again() {
             .contains("redirects are not followed"),
         "{b}"
     );
+    // check --connect says so too, before any batch goes out.
+    let check = ws.json(&["check", "--connect"], 4);
+    assert_eq!(check["results"][0]["ok"], false, "{check}");
+    assert!(
+        check.to_string().contains("redirects are not followed"),
+        "{check}"
+    );
 
     let key = unique("again");
     let ws = Workspace::new(&config(

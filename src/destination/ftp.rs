@@ -356,20 +356,46 @@ impl Destination for FtpDestination {
     }
 
     fn check(&self) -> Result<String, DestinationError> {
+        const DATA_CONNECTIONS_CHECKED: u32 = 5;
         let mut s = self.connect()?;
         let dir = self.dir(&s);
         if self.cfg.create_dirs {
             self.mkdir_p(&mut s, &dir)?;
         }
         let probe = remote_path(&dir, ".consign-check");
-        self.data(&mut s, |ftp| ftp.put_file(&probe, &mut &b"ok"[..]))
-            .map_err(|e| classify(&e, &format!("cannot write in {dir}")))?;
-        let back = self
-            .data(&mut s, |ftp| ftp.retr_as_buffer(&probe))
-            .map_err(|e| classify(&e, &format!("cannot read back {probe}")))?;
+        // Several uploads, as a batch of several files makes: a server that
+        // requires TLS session reuse may accept the first ones and refuse
+        // later ones (TLS 1.3 tickets are single-use and an upload brings
+        // no new one), so one upload would prove too little.
+        for round in 1..DATA_CONNECTIONS_CHECKED {
+            if let Err(e) = self.data(&mut s, |ftp| ftp.put_file(&probe, &mut &b"ok"[..])) {
+                // The failed transfer may leave the control connection unusable.
+                if s.ftp.rm(&probe).is_err() {
+                    if let Ok(mut again) = self.connect() {
+                        let _ = again.ftp.rm(&probe);
+                        let _ = again.ftp.quit();
+                    }
+                }
+                return Err(classify(
+                    &e,
+                    &format!(
+                        "cannot write in {dir} (upload {round} of {})",
+                        DATA_CONNECTIONS_CHECKED - 1
+                    ),
+                ));
+            }
+        }
+        let back = self.data(&mut s, |ftp| ftp.retr_as_buffer(&probe));
+        let back = match back {
+            Ok(b) => b.into_inner(),
+            Err(e) => {
+                let _ = s.ftp.rm(&probe);
+                return Err(classify(&e, &format!("cannot read back {probe}")));
+            }
+        };
         let _ = s.ftp.rm(&probe);
         let _ = s.ftp.quit();
-        if back.into_inner() != b"ok" {
+        if back != b"ok" {
             return Err(DestinationError::new(
                 ErrorClass::Permanent,
                 format!("{probe} read back differs from what was written"),
@@ -381,7 +407,7 @@ impl Destination for FtpDestination {
             (FtpTls::Explicit, true) => "TLS NOT verified (insecure_skip_tls_verify)",
         };
         Ok(format!(
-            "{}: connected, {tls}, {dir} writable and readable",
+            "{}: connected, {tls}, {dir} writable and readable ({DATA_CONNECTIONS_CHECKED} data connections)",
             self.describe()
         ))
     }

@@ -526,7 +526,11 @@ impl Destination for HttpDestination {
         };
         match status {
             401 | 403 => Err(DestinationError::new(ErrorClass::Auth, format!("{shown}: credentials refused ({status})"))),
+            // A per-batch path (`{batch_id}` …) filled in with "check" need not exist.
+            404 | 410 if self.cfg.url.0.contains('{') => Ok(format!("{shown}: reachable, {tls}; HEAD on the per-batch path answered {status} (expected: the path is made for each batch)")),
             404 | 410 => Err(DestinationError::new(ErrorClass::NotFound, format!("{shown}: not found ({status})"))),
+            300..=399 => Err(DestinationError::new(ErrorClass::Permanent, format!("{shown}: answered a redirect ({status}); redirects are not followed, so deliveries would fail: update the url"))),
+            429 => Ok(format!("{shown}: reachable, {tls}; rate limited right now (429)")),
             s if s >= 500 => Err(DestinationError::new(ErrorClass::Transient, format!("{shown}: server error ({s})"))),
             s => Ok(format!("{shown}: reachable, HEAD answered {s}, {tls}; a HEAD cannot prove the endpoint accepts data")),
         }
