@@ -37,6 +37,7 @@ fn settings(plugins: &Path, cache: &Path) -> PluginsConfig {
         timeout: HumanDuration(Duration::from_secs(600)),
         fuel: None,
         crash_limit: 0,
+        ..PluginsConfig::default()
     }
 }
 

@@ -239,9 +239,15 @@ pub fn init_logging(cli: &Cli) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!(
             // Libraries whose errors consign reports itself (classified, once) stay quiet.
-            "consign={default},warn,rustls_platform_verifier=off,suppaftp=off,gcp_auth=error"
+            "consign={default},warn,rustls_platform_verifier=off,suppaftp=off,gcp_auth=warn"
         ))
     });
+    // suppaftp traces every command, `PASS <password>` included: never on,
+    // whatever RUST_LOG asks for (secrets are never logged).
+    let filter = match "suppaftp=off".parse() {
+        Ok(d) => filter.add_directive(d),
+        Err(_) => filter,
+    };
     use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -114,6 +114,13 @@ impl Manifest {
                 self.file
             ));
         }
+        for p in &self.capabilities.http {
+            if !super::capability::valid_pattern(p) {
+                return Err(format!(
+                    "capabilities.http {p:?}: write a host pattern (host, host:port, host:*, *.domain or *), no scheme, no path"
+                ));
+            }
+        }
         for (key, k) in &self.config {
             if let Some(d) = &k.default {
                 check_type(key, k.ty, d, false)
@@ -309,6 +316,26 @@ mod tests {
         let e = check_sdk("p", "1.7").unwrap_err();
         assert!(e.contains("newer"), "{e}");
         assert!(check_sdk("p", "one").unwrap_err().contains("not a version"));
+    }
+
+    #[test]
+    fn http_capabilities_must_be_host_patterns() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let write = |http: &str| {
+            std::fs::write(
+                dir.path().join("plugin.toml"),
+                format!("name = \"x\"\nversion = \"1.0.0\"\nsdk = \"1.0\"\nkind = \"wasm\"\nfile = \"x.wasm\"\n[capabilities]\nhttp = [{http}]\n"),
+            )
+            .expect("write");
+        };
+        write(r#""api.partner.com:443", "*.example.com""#);
+        assert!(Manifest::read(dir.path()).is_ok());
+        write(r#""http://127.0.0.1:8085/x""#);
+        let e = Manifest::read(dir.path()).unwrap_err();
+        assert!(
+            e.contains("capabilities.http") && e.contains("no scheme"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -31,6 +31,7 @@ fn settings(root: &Path) -> PluginsConfig {
         timeout: HumanDuration(Duration::from_millis(500)),
         fuel: None,
         crash_limit: 2,
+        ..PluginsConfig::default()
     }
 }
 
