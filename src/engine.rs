@@ -454,7 +454,12 @@ impl Engine {
                         .plugins
                         .status()
                         .into_iter()
-                        .find(|s| s.name.as_deref() == Some(p.plugin.as_str())),
+                        .find(|s| s.name.as_deref() == Some(p.plugin.as_str()))
+                        .map(|mut s| {
+                            // This delivery's own count only.
+                            s.crashes.retain(|k, _| k == &d.name);
+                            s
+                        }),
                     _ => None,
                 },
             });

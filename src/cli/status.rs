@@ -52,8 +52,8 @@ pub fn run(engine: &Engine, json: bool) -> anyhow::Result<ExitCode> {
                     "    plugin: {name} {v} (sha256 {}, generation {}){}",
                     &sha[..12.min(sha.len())],
                     p.generation.unwrap_or(0),
-                    if p.crashes > 0 {
-                        format!(", {} crash(es) in a row", p.crashes)
+                    if let Some(n) = p.crashes.get(&s.name).filter(|n| **n > 0) {
+                        format!(", {n} crash(es) in a row")
                     } else {
                         String::new()
                     }

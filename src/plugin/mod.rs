@@ -190,11 +190,6 @@ impl Loaded {
         }
     }
 
-    /// The most crashes in a row of any delivery using this version.
-    pub fn crashes(&self) -> u32 {
-        self.crash_counts().values().copied().max().unwrap_or(0)
-    }
-
     fn crash_counts(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u32>> {
         self.crashes.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -284,7 +279,8 @@ pub struct PluginStatus {
     pub kind: Option<Kind>,
     pub sha256: Option<String>,
     pub generation: Option<u64>,
-    pub crashes: u32,
+    /// Crashes in a row, per delivery that had any (counted by this process).
+    pub crashes: BTreeMap<String, u32>,
     /// The last load's error (a previous version, if any, still serves).
     pub error: Option<String>,
 }
@@ -643,7 +639,10 @@ impl Plugins {
                     kind: cur.as_ref().map(|p| p.manifest.kind),
                     sha256: cur.as_ref().map(|p| p.sha256.clone()),
                     generation: cur.as_ref().map(|p| p.generation),
-                    crashes: cur.as_ref().map_or(0, |p| p.crashes()),
+                    crashes: cur
+                        .as_ref()
+                        .map(|p| p.crash_counts().clone())
+                        .unwrap_or_default(),
                     error: errors.get(folder).cloned(),
                 },
             );
@@ -656,7 +655,7 @@ impl Plugins {
                 kind: None,
                 sha256: None,
                 generation: None,
-                crashes: 0,
+                crashes: BTreeMap::new(),
                 error: Some(e),
             });
         }
