@@ -192,10 +192,9 @@ fn missing_bucket_goes_to_the_manual_queue() {
     let out = ws.json(&["flush", "partner"], 3);
     let b = &out["batches"][0]["batch"];
     assert_eq!(b["state"], "manual", "{out}");
-    assert!(
-        b["last_error"].as_str().expect("err").contains("not_found"),
-        "{b}"
-    );
+    let err = b["last_error"].as_str().expect("err");
+    assert!(err.contains("not_found"), "{b}");
+    assert!(err.contains("the bucket does not exist"), "{b}");
     let check = ws.json(&["check", "--connect"], 4);
     assert_eq!(check["results"][0]["class"], "not_found", "{check}");
 }

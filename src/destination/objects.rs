@@ -410,12 +410,49 @@ pub fn classify(e: &object_store::Error, what: &str) -> DestinationError {
             None => ErrorClass::Transient,
         },
     };
-    DestinationError::new(class, format!("{what}: {chain}"))
+    match plain(&chain) {
+        Some(p) => DestinationError::new(class, format!("{what}: {p} (store said: {chain})")),
+        None => DestinationError::new(class, format!("{what}: {chain}")),
+    }
+}
+
+/// The store's error code (`<Code>…</Code>` of S3 and Azure replies) in
+/// plain words, for the codes an operator meets most.
+fn plain(chain: &str) -> Option<String> {
+    let start = chain.find("<Code>")? + "<Code>".len();
+    let len = chain[start..].find("</Code>")?;
+    let code = &chain[start..start + len];
+    let words = match code {
+        "NoSuchBucket" => "the bucket does not exist: create it or fix `bucket`",
+        "ContainerNotFound" => "the container does not exist: create it or fix `container`",
+        "SignatureDoesNotMatch" | "AuthenticationFailed" => {
+            "the store refused the credentials (wrong secret key or account key)"
+        }
+        "InvalidAccessKeyId" => "the store does not know this access key id",
+        "ExpiredToken" | "InvalidToken" => "the credentials' session token is expired or invalid",
+        "AccessDenied" | "AuthorizationPermissionMismatch" | "AuthorizationFailure" => {
+            "access denied: the credentials may not write here"
+        }
+        "SlowDown" | "ServerBusy" => "the store asks to slow down",
+        _ => return None,
+    };
+    Some(format!("{words} [{code}]"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_codes_in_plain_words() {
+        let p = plain("Object at location x not found: <?xml?><Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>");
+        assert_eq!(
+            p.as_deref(),
+            Some("the bucket does not exist: create it or fix `bucket` [NoSuchBucket]")
+        );
+        assert!(plain("<Code>Weird</Code>").is_none());
+        assert!(plain("no xml here").is_none());
+    }
 
     #[test]
     fn queries_are_dropped_from_messages() {
