@@ -161,7 +161,9 @@ fn wrong_key_suspends_and_missing_container_goes_to_manual() {
     ws.enqueue_leads("partner", 3);
     let out = ws.json(&["flush", "partner"], 3);
     assert_eq!(out["batches"][0]["batch"]["state"], "manual", "{out}");
-    let err = out["batches"][0]["batch"]["last_error"].as_str().expect("err");
+    let err = out["batches"][0]["batch"]["last_error"]
+        .as_str()
+        .expect("err");
     assert!(err.contains("the container does not exist"), "{err}");
 }
 

@@ -48,11 +48,11 @@ pub struct NameContext<'a> {
 impl NamePattern {
     pub fn parse(text: &str) -> Result<NamePattern, String> {
         if text.is_empty() {
-            return Err("file name pattern is empty".into());
+            return Err("the name pattern is empty".into());
         }
         if text.starts_with('/') || text.contains('\\') {
             return Err(format!(
-                "{text:?} could escape the target directory: use a relative name without `\\`"
+                "{text:?} could escape the target directory: write it relative (no leading `/`, no `\\`)"
             ));
         }
         if text

@@ -262,7 +262,7 @@ pub fn load_config(path: &Path) -> Result<Config, ExitCode> {
         eprint!("{e}");
         if e.errors
             .iter()
-            .any(|x| x.message.starts_with("cannot read"))
+            .any(|x| x.path == "(file)" && x.message.starts_with("cannot read"))
         {
             eprintln!("hint: create one with `consign init`, or pass --config PATH");
         }

@@ -292,8 +292,14 @@ impl<'r> Cx<'r> {
                 // report all of them, each with its own key path and line.
                 let mut found = false;
                 if let DeValue::Table(t) = value.get_ref() {
+                    // An internally tagged table (`type = "ftp"`) needs its tag
+                    // beside each key to say which fields are valid.
+                    let tag = t.iter().find(|(k, _)| k.get_ref() == "type");
                     for (k, v) in t.iter() {
                         let mut single = DeTable::new();
+                        if let Some((tk, tv)) = tag {
+                            single.insert(tk.clone(), tv.clone());
+                        }
                         single.insert(k.clone(), v.clone());
                         let alone = Spanned::new(v.span(), DeValue::Table(single));
                         if let Err(err) = Self::parse_one::<T>(&alone) {

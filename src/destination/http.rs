@@ -116,7 +116,9 @@ impl HttpDestination {
     }
 
     fn render(&self, t: &str, s: &Shipment, f: &OutgoingFile, parts: usize, url: bool) -> String {
-        let enc = |v: &str| if url { encode(v) } else { v.to_string() };
+        // URLs: percent-encoded values; headers: non-ASCII bytes percent-encoded
+        // (a header value is ASCII on the wire: raw UTF-8 arrives garbled).
+        let enc = |v: &str| if url { encode(v) } else { ascii_header(v) };
         t.replace("{batch_id}", &enc(&s.batch_id))
             .replace("{delivery}", &enc(&s.delivery))
             .replace("{part}", &f.part.to_string())
@@ -306,6 +308,22 @@ impl HttpDestination {
         err.reply = Some(Box::new(reply));
         Err(err)
     }
+}
+
+/// A header value made ASCII: every non-ASCII byte as `%XX` (UTF-8).
+fn ascii_header(v: &str) -> String {
+    if v.is_ascii() {
+        return v.to_string();
+    }
+    let mut out = String::with_capacity(v.len() + 8);
+    for b in v.bytes() {
+        if b.is_ascii() {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// A URL as it may be printed, logged and stored: without its query and
@@ -581,5 +599,6 @@ mod shown_url_tests {
         assert_eq!(shown_url("https://tok@h/p@q"), "https://***@h/p@q");
         assert_eq!(shown_url("https://h:443/a/b"), "https://h:443/a/b");
         assert_eq!(shown_url("https://h?x=1"), "https://h");
+        assert_eq!(super::ascii_header("café 1"), "caf%C3%A9 1");
     }
 }
