@@ -117,12 +117,20 @@ pub fn run(engine: &Engine, cmd: &BatchesCommand, json: bool) -> anyhow::Result<
                 }
             }
             println!("  attempts:");
+            let last = attempts.iter().map(|a| a.number).max();
             for a in &attempts {
+                // Only the newest attempt of a batch being delivered can still
+                // be running; an older one without an outcome was cut off.
+                let open = if b.state == BatchState::Delivering && Some(a.number) == last {
+                    "(in progress)"
+                } else {
+                    "(interrupted)"
+                };
                 println!(
                     "    #{} {} {} {}",
                     a.number,
                     a.started_at.to_rfc3339(),
-                    a.outcome.as_deref().unwrap_or("(in progress)"),
+                    a.outcome.as_deref().unwrap_or(open),
                     a.error.as_deref().unwrap_or("")
                 );
             }

@@ -33,6 +33,7 @@ const NEW_KEY: u32 = u32::MAX;
 const DRIVER: &str = r#"
 local unpack, pack, concat, type, pairs, mtype, tostring, rawget, xpcall =
   string.unpack, string.pack, table.concat, type, pairs, math.type, tostring, rawget, xpcall
+--CHECK_BATCH--
 return function(buf, keys, n, ids, ctx, traceback, spent, null)
   local kidx, mark = {}, {}
   for i = 1, #keys do kidx[keys[i]] = i end
@@ -120,9 +121,13 @@ return function(buf, keys, n, ids, ctx, traceback, spent, null)
     local records, meta, sizes = {}, {}, {}
     for i = 1, n do records[i], meta[i], sizes[i] = decode() end
     ctx.ids = ids
+    local pos = {}
+    for i = 1, n do pos[records[i]] = i end
     local ok, res = xpcall(batch, traceback, records, ctx)
     if not ok then return nil, nil, res end
     res = res or records
+    local bad = check_batch(res, pos, n)
+    if bad then return nil, nil, bad end
     for i = 1, n do
       result(i, res[i], meta[i], sizes[i], ctx.reasons[i], "dropped by transform_batch")
     end
@@ -272,7 +277,7 @@ pub fn driver(lua: &Lua) -> mlua::Result<Function> {
         return Ok(f);
     }
     let f: Function = lua
-        .load(DRIVER)
+        .load(DRIVER.replace("--CHECK_BATCH--", super::transform::CHECK_BATCH))
         .set_name("=consign-transform-driver")
         .call(())?;
     lua.set_named_registry_value(reg, f.clone())?;

@@ -135,18 +135,53 @@ fn text(v: &Value) -> Option<String> {
     }
 }
 
-/// `after`/`retry` as seconds or a duration string.
+/// The longest wait a script may ask for (retry after, delay until, next batch).
+pub const MAX_WAIT: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// `after`/`retry` as seconds or a duration string, at most [`MAX_WAIT`].
 fn duration(v: &Value) -> Result<Option<Duration>, String> {
-    match v {
-        Value::Nil => Ok(None),
-        Value::Integer(i) if *i >= 0 => Ok(Some(Duration::from_secs(*i as u64))),
-        Value::Number(f) if *f >= 0.0 && f.is_finite() => Ok(Some(Duration::from_secs_f64(*f))),
-        Value::String(s) => crate::config::parse_duration(&s.to_string_lossy()).map(Some),
-        other => Err(format!(
-            "`after` must be seconds or a duration like \"15m\", not a {}",
-            other.type_name()
-        )),
+    let too_long = || {
+        format!(
+            "`after` is more than {}: ask for less",
+            humantime::format_duration(MAX_WAIT)
+        )
+    };
+    let d = match v {
+        Value::Nil => return Ok(None),
+        Value::Integer(i) if *i >= 0 => Duration::from_secs(*i as u64),
+        Value::Number(f) if *f >= 0.0 && f.is_finite() => {
+            if *f > MAX_WAIT.as_secs_f64() {
+                return Err(too_long());
+            }
+            Duration::from_secs_f64(*f)
+        }
+        Value::String(s) => crate::config::parse_duration(&s.to_string_lossy())?,
+        other => {
+            return Err(format!(
+                "`after` must be seconds or a duration like \"15m\", not a {}",
+                other.type_name()
+            ))
+        }
+    };
+    if d > MAX_WAIT {
+        return Err(too_long());
     }
+    Ok(Some(d))
+}
+
+/// A `delay_until` time: not in the past, at most [`MAX_WAIT`] ahead.
+fn within_a_year(t: DateTime<Utc>, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+    if t < now - chrono::Duration::minutes(1) {
+        return Err(format!("`until` {} is in the past", t.to_rfc3339()));
+    }
+    if t - now > chrono::Duration::from_std(MAX_WAIT).unwrap_or(chrono::Duration::MAX) {
+        return Err(format!(
+            "`until` {} is more than {} ahead",
+            t.to_rfc3339(),
+            humantime::format_duration(MAX_WAIT)
+        ));
+    }
+    Ok(t)
 }
 
 /// `until` as unix seconds, or `"HH:MM"` (next such local time), or `"YYYY-MM-DD HH:MM"` local.
@@ -215,7 +250,7 @@ fn parse_action(ret: Vec<Value>, o: &Outcome<'_>) -> Result<Action, String> {
             if v.is_nil() {
                 return Err("delay_until needs `until` (unix seconds, \"HH:MM\" or \"YYYY-MM-DD HH:MM\")".into());
             }
-            Action::DelayUntil(instant(&v, o)?)
+            Action::DelayUntil(within_a_year(instant(&v, o)?, o.now)?)
         }
         "skip" => Action::Skip(reason),
         "reformat" => Action::Reformat(reason),

@@ -59,6 +59,12 @@ fn verdict(v: &Value, zone: chrono_tz::Tz, now: DateTime<Utc>) -> Result<Verdict
                 "next_batch returned {s}: a duration must be >= 0 seconds"
             ));
         }
+        if s > super::response::MAX_WAIT.as_secs_f64() {
+            return Err(format!(
+                "next_batch returned {s} seconds: more than {} ahead",
+                humantime::format_duration(super::response::MAX_WAIT)
+            ));
+        }
         if s == 0.0 {
             return Ok(Verdict::Now);
         }

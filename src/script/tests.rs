@@ -261,7 +261,7 @@ fn limits_stop_bombs_loops_and_patterns_and_the_engine_goes_on() {
         "{lp}"
     );
     let pat = out[2].clone().expect_err("pattern");
-    assert!(pat.contains("too complex"), "{pat}");
+    assert!(pat.contains("too costly"), "{pat}");
     assert_eq!(out[3], Ok(r#"{"kind":"fine","ok":true}"#.into()));
 }
 
@@ -478,4 +478,197 @@ fn schedule_hook_answers_now_later_or_a_local_time() {
         schedule::ask(&s, &l, "a", &stats(1), ny, at("2026-12-04T11:00:00Z")),
         Ok(Verdict::At(at("2026-12-04T14:00:00Z")))
     );
+}
+
+#[test]
+fn pcall_cannot_swallow_a_broken_budget_and_finalizers_are_refused() {
+    let dir = dir_with(&[(
+        "t.lua",
+        r#"
+        function transform(r)
+          if r.kind == "pcall" then
+            while true do pcall(function() while true do end end) end
+          end
+          if r.kind == "xpcall" then
+            while true do xpcall(function() while true do end end, function(e) return e end) end
+          end
+          if r.kind == "coroutine" then
+            while true do coroutine.resume(coroutine.create(function() while true do end end)) end
+          end
+          if r.kind == "gc" then setmetatable({}, { __gc = function() while true do end end }) end
+          if r.kind == "caught" then
+            -- An ordinary error is still the script's to catch.
+            local ok = pcall(error, "mine")
+            r.caught = not ok
+          end
+          return r
+        end"#,
+    )]);
+    let mut c = cfg();
+    c.batch_size = 1;
+    c.limits = Some(ScriptLimits {
+        instructions: u64::MAX / 2,
+        timeout: HumanDuration(Duration::from_millis(300)),
+        ..small_limits()
+    });
+    let st = step(compile(&dir, "t.lua", "transform"), c, vec![]);
+    let t0 = std::time::Instant::now();
+    let out = try_records(
+        &st,
+        &[
+            r#"{"kind":"pcall"}"#.into(),
+            r#"{"kind":"xpcall"}"#.into(),
+            r#"{"kind":"coroutine"}"#.into(),
+            r#"{"kind":"gc"}"#.into(),
+            r#"{"kind":"caught"}"#.into(),
+        ],
+    );
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    for (i, kind) in ["pcall", "xpcall", "coroutine"].iter().enumerate() {
+        let e = out[i].clone().expect_err(kind);
+        assert!(e.contains("time budget"), "{kind}: {e}");
+    }
+    let gc = out[3].clone().expect_err("gc");
+    assert!(gc.contains("__gc finalizers are not allowed"), "{gc}");
+    assert_eq!(out[4], Ok(r#"{"kind":"caught","caught":true}"#.into()));
+}
+
+#[test]
+fn patterns_with_one_repetition_on_long_subjects_are_refused() {
+    let dir = dir_with(&[(
+        "t.lua",
+        r#"
+        function transform(r)
+          local s = string.rep("a", r.n)
+          if r.p == "find" then r.m = string.find(s, "a*b") end
+          if r.p == "gsub" then r.m = (string.gsub(s, "a-b", "")) end
+          if r.p == "optional" then r.m = string.find(string.rep("a", 40), string.rep("a?", 20) .. "b") end
+          if r.p == "short" then r.m = string.find("555-123-4567", "%d+") end
+          if r.p == "anchored" then r.m = string.match(s, "^%s*(.-)%s*$") ~= nil end
+          return r
+        end"#,
+    )]);
+    let mut c = cfg();
+    c.batch_size = 1;
+    c.limits = Some(small_limits());
+    let st = step(compile(&dir, "t.lua", "transform"), c, vec![]);
+    let t0 = std::time::Instant::now();
+    let out = try_records(
+        &st,
+        &[
+            r#"{"p":"find","n":200000}"#.into(),
+            r#"{"p":"gsub","n":300000}"#.into(),
+            r#"{"p":"optional","n":1}"#.into(),
+            r#"{"p":"short","n":1}"#.into(),
+            r#"{"p":"anchored","n":500}"#.into(),
+        ],
+    );
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    for (i, what) in ["find", "gsub", "optional"].iter().enumerate() {
+        let e = out[i].clone().expect_err(what);
+        assert!(e.contains("too costly"), "{what}: {e}");
+    }
+    assert!(
+        out[3].as_ref().is_ok_and(|j| j.contains(r#""m":1"#)),
+        "{:?}",
+        out[3]
+    );
+    assert!(
+        out[4].as_ref().is_ok_and(|j| j.contains(r#""m":true"#)),
+        "{:?}",
+        out[4]
+    );
+}
+
+#[test]
+fn transform_batch_results_are_matched_by_position_or_refused() {
+    let dir = dir_with(&[(
+        "t.lua",
+        r#"
+        function transform_batch(records, ctx)
+          local mode = records[1].mode
+          if mode == "longer" then
+            local out = {}
+            for i = 1, #records * 2 do out[i] = records[(i - 1) % #records + 1] end
+            return out
+          end
+          if mode == "moved" then return { records[#records] } end
+          if mode == "string" then return "nope" end
+          for i = 1, #records do records[i].seen = true end
+        end"#,
+    )]);
+    let st = step(compile(&dir, "t.lua", "transform"), cfg(), vec![]);
+    for mode in ["longer", "moved", "string"] {
+        let out = try_records(
+            &st,
+            &[
+                format!(r#"{{"mode":"{mode}","i":1}}"#),
+                r#"{"i":2}"#.into(),
+                r#"{"i":3}"#.into(),
+            ],
+        );
+        assert_eq!(out.len(), 3, "{mode}: {out:?}");
+        for o in &out {
+            let e = o.clone().expect_err(mode);
+            assert!(e.contains("transform_batch"), "{mode}: {e}");
+        }
+    }
+    let out = try_records(&st, &[r#"{"mode":"in_place"}"#.into(), r#"{"i":2}"#.into()]);
+    assert_eq!(
+        out,
+        vec![
+            Ok(r#"{"mode":"in_place","seen":true}"#.into()),
+            Ok(r#"{"i":2,"seen":true}"#.into())
+        ]
+    );
+}
+
+#[test]
+fn waits_longer_than_a_year_are_refused_not_a_crash() {
+    let dir = dir_with(&[
+        ("r.lua", "function on_response(o) return 'retry', 1e13 end"),
+        ("s.lua", "function next_batch(m) return 1e300 end"),
+    ]);
+    let r = compile(&dir, "r.lua", "response");
+    let got = response::handle(
+        &r,
+        &ScriptLimits::default(),
+        &outcome(None, Some("transient")),
+    );
+    assert!(matches!(&got, Err(e) if e.contains("more than")), "{got:?}");
+    let s = compile(&dir, "s.lua", "schedule");
+    let stats = crate::store::PendingStats {
+        count: 1,
+        bytes: 0,
+        oldest: None,
+    };
+    let got = schedule::ask(
+        &s,
+        &ScriptLimits::default(),
+        "a",
+        &stats,
+        "UTC".parse().expect("tz"),
+        chrono::Utc::now(),
+    );
+    assert!(matches!(&got, Err(e) if e.contains("more than")), "{got:?}");
+}
+
+#[test]
+fn require_does_not_follow_a_symlink_out_of_the_scripts_folder() {
+    let outside = tempfile::tempdir().expect("tmp");
+    std::fs::write(outside.path().join("evil.lua"), "return { x = 1 }").expect("write");
+    let dir = dir_with(&[(
+        "t.lua",
+        "function transform(r) local m = require('lib.evil') r.x = m.x return r end",
+    )]);
+    std::fs::create_dir_all(dir.path().join("lib")).expect("mkdir");
+    std::os::unix::fs::symlink(
+        outside.path().join("evil.lua"),
+        dir.path().join("lib/evil.lua"),
+    )
+    .expect("symlink");
+    let st = step(compile(&dir, "t.lua", "transform"), cfg(), vec![]);
+    let out = try_records(&st, &[r#"{}"#.into()]);
+    let e = out[0].clone().expect_err("refused");
+    assert!(e.contains("outside the scripts folder"), "{e}");
 }

@@ -22,14 +22,19 @@ use std::sync::Arc;
 /// errors per position.
 const DRIVER: &str = r#"
 local rawget, xpcall = rawget, xpcall
+--CHECK_BATCH--
 return function(records, ids, n, ctx, traceback, spent)
   local out, why, errs = {}, {}, {}
   local batch = rawget(_G, "transform_batch")
   if batch then
     ctx.ids = ids
+    local pos = {}
+    for i = 1, n do pos[records[i]] = i end
     local ok, res = xpcall(batch, traceback, records, ctx)
     if not ok then return nil, nil, nil, res end
     res = res or records
+    local bad = check_batch(res, pos, n)
+    if bad then return nil, nil, nil, bad end
     for i = 1, n do
       local r = res[i]
       if r then out[i] = r else out[i] = false; why[i] = ctx.reasons[i] or "dropped by transform_batch" end
@@ -51,6 +56,25 @@ return function(records, ids, n, ctx, traceback, spent)
     end
   end
   return out, why, errs
+end
+"#;
+
+/// Lua: `check_batch(res, pos, n)` → why `transform_batch`'s result cannot be
+/// matched to its records (entry i must be record i's result), or nil.
+pub(super) const CHECK_BATCH: &str = r#"
+local function check_batch(res, pos, n)
+  if type(res) ~= "table" then
+    return "transform_batch returned a " .. type(res) .. " (expected the records array, or nothing to keep the records as changed in place)"
+  end
+  for k, r in pairs(res) do
+    if math.type(k) ~= "integer" or k < 1 or k > n then
+      return "transform_batch returned an entry at " .. tostring(k) .. ": entry i is record i's result (nil or false drops it), so the array holds at most " .. n .. " entries"
+    end
+    local j = type(r) == "table" and pos[r]
+    if j and j ~= k then
+      return "transform_batch returned record " .. j .. " at position " .. k .. ": results are matched to records by position (entry i is record i's result)"
+    end
+  end
 end
 "#;
 
@@ -395,7 +419,7 @@ fn driver(lua: &Lua) -> mlua::Result<Function> {
         return Ok(f);
     }
     let f: Function = lua
-        .load(DRIVER)
+        .load(DRIVER.replace("--CHECK_BATCH--", CHECK_BATCH))
         .set_name("=consign-transform-driver")
         .call(())?;
     lua.set_named_registry_value(reg, f.clone())?;

@@ -44,25 +44,57 @@ pub struct Vm {
 /// Pattern functions refuse a pattern whose backtracking could explode on a
 /// long subject (C code cannot be interrupted by the instruction hook).
 const PRELUDE: &str = r#"
-local string, select, type, error, tostring = string, select, type, error, tostring
+local string, select, type, error, tostring, rawget = string, select, type, error, tostring, rawget
+local spent = __consign_spent
+__consign_spent = nil
+
+-- A broken budget ends the whole call: pcall, xpcall and coroutine.resume
+-- must not swallow it (a `while true do pcall(f) end` would run forever).
+local opcall, oxpcall, oresume = pcall, xpcall, coroutine.resume
+local function pass(ok, ...)
+  if not ok and spent() then error((...), 0) end
+  return ok, ...
+end
+pcall = function(...) return pass(opcall(...)) end
+xpcall = function(...) return pass(oxpcall(...)) end
+coroutine.resume = function(...) return pass(oresume(...)) end
+
+-- No finalizers: a __gc runs outside every call's budget (hooks are off
+-- during finalizers), so a looping one would stall the engine.
+local osetmetatable = setmetatable
+setmetatable = function(t, mt)
+  if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+    error("setmetatable: __gc finalizers are not allowed in consign scripts", 2)
+  end
+  return osetmetatable(t, mt)
+end
+
+-- Pattern functions run in C, where the instruction budget cannot stop
+-- them: refuse a pattern whose backtracking could explode on its subject.
+-- The worst case grows as #s ^ (repetitions + 1) (one more for trying
+-- every start position unless the pattern is anchored with ^).
 local orig = { find = string.find, match = string.match, gmatch = string.gmatch, gsub = string.gsub }
-local reps = setmetatable({}, { __mode = "k" })
+local reps = osetmetatable({}, { __mode = "k" })
 local LIMIT = 1e9
 local function quantifiers(p)
   local q = reps[p]
   if q == nil then
     local plain = orig.gsub(orig.gsub(p, "%%.", "a"), "%[.-%]", "a")
-    q = select(2, orig.gsub(plain, "[%*%+%-]", ""))
+    q = select(2, orig.gsub(plain, "[%*%+%-%?]", ""))
     reps[p] = q
   end
   return q
 end
 local function guard(name, s, p, plain)
-  if type(s) == "string" and type(p) == "string" and #s > 64 and not plain then
+  if type(s) == "string" and type(p) == "string" and not plain then
     local q = quantifiers(p)
-    if q >= 2 and (#s) ^ q > LIMIT then
-      error(name .. ": pattern " .. string.format("%q", p) .. " has " .. q ..
-        " repetitions: too complex for a subject of " .. #s .. " bytes (it could run for hours); simplify it or use consign helpers", 3)
+    if q >= 1 then
+      local exp = q + 1
+      if orig.find(p, "^", 1, true) == 1 then exp = q end
+      if (#s + 1) ^ exp > LIMIT then
+        error(name .. ": pattern " .. string.format("%q", p) .. " has " .. q ..
+          " repetition(s): too costly for a subject of " .. #s .. " bytes (it could run for hours); simplify it, anchor it with ^, or use consign helpers", 3)
+      end
     end
   end
 end
@@ -120,17 +152,21 @@ impl Vm {
             budget,
             loaded,
         };
-        vm.sandbox(dir).map_err(ScriptError::setup)?;
-        // For the host's drivers: whether the running call broke its budget
-        // (then it must end, not go on to the next record).
+        // For the host's drivers and the sandbox's pcall: whether the running
+        // call broke its budget (then it must end, not go on).
         let spent_budget = vm.budget.clone();
         let spent = vm
             .lua
             .create_function(move |_, ()| Ok(spent_budget.spent.load(Ordering::Relaxed)))
             .map_err(ScriptError::setup)?;
         vm.lua
-            .set_named_registry_value(SPENT, spent)
+            .set_named_registry_value(SPENT, spent.clone())
             .map_err(ScriptError::setup)?;
+        vm.lua
+            .globals()
+            .raw_set("__consign_spent", spent)
+            .map_err(ScriptError::setup)?;
+        vm.sandbox(dir).map_err(ScriptError::setup)?;
         Ok(vm)
     }
 
@@ -205,6 +241,17 @@ impl Vm {
             }
             let rel = module_path(&name).map_err(mlua::Error::runtime)?;
             let path = dir.join(&rel);
+            // A symlink must not lead out of the scripts folder.
+            let inside = match (path.canonicalize(), dir.canonicalize()) {
+                (Ok(real), Ok(root)) => real.starts_with(&root),
+                _ => true, // missing: the read below says so
+            };
+            if !inside {
+                return Err(mlua::Error::runtime(format!(
+                    "require({name:?}): {} leads outside the scripts folder (a symlink?); modules must live in it",
+                    rel.display()
+                )));
+            }
             let source = std::fs::read(&path).map_err(|e| {
                 mlua::Error::runtime(format!(
                     "require({name:?}): cannot read {}: {e}",
