@@ -45,6 +45,22 @@ pub fn run(engine: &Engine, json: bool) -> anyhow::Result<ExitCode> {
             (Some(t), None) => println!("    next trigger: {t}"),
             _ => println!("    next trigger: manual flush only"),
         }
+        for sc in &s.scripts {
+            match (&sc.sha256, &sc.error) {
+                (_, Some(e)) => println!(
+                    "    script {} ({}): ERROR {e}\n      (as this command compiled it; a running `serve` keeps its last good version: GET /v1/scripts)",
+                    sc.path,
+                    sc.roles.join(", ")
+                ),
+                (Some(sha), None) => println!(
+                    "    script {} ({}): sha256 {}",
+                    sc.path,
+                    sc.roles.join(", "),
+                    &sha[..12.min(sha.len())]
+                ),
+                (None, None) => {}
+            }
+        }
         if let Some(p) = &s.plugin {
             let name = p.name.as_deref().unwrap_or(&p.folder);
             match (&p.version, &p.sha256) {
