@@ -244,7 +244,7 @@ fn write(
         }
         key(out, k);
         match raw {
-            Some(r) if value::unchanged(v, r) => out.push_str(r.get()),
+            Some(r) if value::unchanged_any(lua, v, r) => out.push_str(r.get()),
             _ => value::write_json(lua, out, v).map_err(|e| format!("field {k:?}: {e}"))?,
         }
     }

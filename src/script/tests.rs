@@ -672,3 +672,28 @@ fn require_does_not_follow_a_symlink_out_of_the_scripts_folder() {
     let e = out[0].clone().expect_err("refused");
     assert!(e.contains("outside the scripts folder"), "{e}");
 }
+
+#[test]
+fn nested_values_the_script_left_alone_keep_their_text() {
+    let dir = dir_with(&[(
+        "t.lua",
+        r#"
+        function transform(r)
+          r.x = 1
+          if r.change then r.nested.m = 13 end
+          return r
+        end"#,
+    )]);
+    let st = step(compile(&dir, "t.lua", "transform"), cfg(), vec![]);
+    let nested = r#"{"big":123456789012345678901,"m":12.50,"s":1E5,"f":2.0,"list":[1,null,"a"]}"#;
+    let out = try_records(
+        &st,
+        &[
+            format!(r#"{{"nested":{nested}}}"#),
+            format!(r#"{{"change":true,"nested":{nested}}}"#),
+        ],
+    );
+    assert_eq!(out[0], Ok(format!(r#"{{"nested":{nested},"x":1}}"#)));
+    let changed = out[1].clone().expect("kept");
+    assert!(changed.contains(r#""m":13"#), "{changed}");
+}

@@ -503,7 +503,7 @@ impl<'a> View<'a> {
             value::push_json_string(out, k);
             out.push(':');
             match raw {
-                Some(r) if value::unchanged(&v, r) => out.push_str(r.get()),
+                Some(r) if value::unchanged_any(lua, &v, r) => out.push_str(r.get()),
                 _ => value::write_json(lua, out, &v).map_err(|e| format!("field {k:?}: {e}"))?,
             }
         }

@@ -196,6 +196,21 @@ fn write_table(lua: &Lua, out: &mut String, t: &Table, depth: usize) -> Result<(
     Ok(())
 }
 
+/// Whether a Lua value is still what `raw` became, nested objects and
+/// arrays included, so the original text (spelling of numbers, key order,
+/// long integers) is written back.
+pub fn unchanged_any(lua: &Lua, lua_value: &Value, raw: &RawValue) -> bool {
+    match (lua_value, raw.get().as_bytes().first()) {
+        (Value::Table(_), Some(b'{' | b'[')) => {
+            let (mut now, mut was) = (String::new(), String::new());
+            write_json(lua, &mut now, lua_value).is_ok()
+                && raw_to_lua(lua, raw).is_ok_and(|v| write_json(lua, &mut was, &v).is_ok())
+                && now == was
+        }
+        _ => unchanged(lua_value, raw),
+    }
+}
+
 /// Whether a Lua value is what `raw` was turned into, so the original
 /// spelling (`12.50`, `1e3`, escapes) can be kept.
 pub fn unchanged(lua_value: &Value, raw: &RawValue) -> bool {
