@@ -167,8 +167,20 @@ fn build(
             ),
         });
     }
+    // One line for the operator; each record with its reason at debug and
+    // in `consign batches show`.
+    if let Some(first) = built.rejected.first() {
+        tracing::warn!(
+            batch = %batch.id,
+            "{} record(s) left out of the file (listed by `consign batches show {}`), e.g. record {}: {}",
+            built.rejected.len(),
+            batch.id,
+            first.record,
+            first.reason
+        );
+    }
     for r in &built.rejected {
-        tracing::warn!(batch = %batch.id, record = r.record, "record left out of the file: {}", r.reason);
+        tracing::debug!(batch = %batch.id, record = r.record, "record left out of the file: {}", r.reason);
     }
     Ok(built)
 }
