@@ -374,6 +374,12 @@ pub(crate) fn send_error(at: &str, e: reqwest::Error) -> DestinationError {
         ErrorClass::Transient
     };
     // reqwest's messages include the URL, never headers.
+    if class == ErrorClass::HostKey {
+        return DestinationError::new(
+            class,
+            format!("{at}: the server's TLS certificate is not trusted (set ca_file to the partner's CA, or fix the server's certificate): {chain}"),
+        );
+    }
     DestinationError::new(class, format!("{at}: {chain}"))
 }
 
