@@ -691,9 +691,15 @@ fn hot_swap_under_serve_finishes_in_flight_batches_on_their_version() {
             .filter(|r| r.status().is_success())
     })
     .unwrap_or_else(|| panic!("serve did not start: {}", ws.serve_log()));
-    // Swap as soon as the first request reaches the partner.
+    // Swap as soon as the first batches are being delivered (the slow route
+    // logs a request only when it answers, too late to swap in between).
     wait_for(Duration::from_secs(20), || {
-        (!requests(&key).is_empty()).then_some(())
+        let l = ws.json(&["batches", "list"], 0);
+        l["batches"]
+            .as_array()?
+            .iter()
+            .any(|b| b["state"] == "delivering")
+            .then_some(())
     })
     .unwrap_or_else(|| panic!("no delivery started; log:\n{}", ws.serve_log()));
     install(&ws, "fixture", &repo("plugins/fixture/v2"));
