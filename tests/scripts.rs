@@ -578,7 +578,7 @@ fn script_test_runs_each_shipped_hook_on_sample_input() {
         "--input",
         ws.path("reply.json").to_str().expect("utf8"),
     ]);
-    assert_eq!(out.trim(), r#"Skip("partner already has batch test")"#);
+    assert_eq!(out.trim(), "skip: partner already has batch test");
 
     // Saturday 2026-12-05 12:00 in New York: wait for Monday 09:00.
     std::fs::write(ws.path("m.json"), r#"{"pending":900,"now":1796490000}"#).expect("write");

@@ -185,7 +185,7 @@ pub fn test(config_path: &Path, a: &TestArgs<'_>) -> anyhow::Result<ExitCode> {
                 now: chrono::Utc::now(),
             };
             match response::handle(&script, &limits, &outcome) {
-                Ok(action) => println!("{action:?}"),
+                Ok(action) => println!("{}", action.describe(zone)),
                 Err(e) => {
                     eprintln!("on_response failed: {e}");
                     return Ok(ExitCode::from(crate::cli::EXIT_ERROR));
@@ -219,7 +219,10 @@ pub fn test(config_path: &Path, a: &TestArgs<'_>) -> anyhow::Result<ExitCode> {
                     at.to_rfc3339(),
                     at.with_timezone(&zone).format("%Y-%m-%d %H:%M %Z")
                 ),
-                Ok(v) => println!("{v:?}"),
+                Ok(schedule::Verdict::Now) => println!("now"),
+                Ok(schedule::Verdict::Nothing) => {
+                    println!("no opinion: the delivery's other triggers decide")
+                }
                 Err(e) => {
                     eprintln!("next_batch failed: {e}");
                     return Ok(ExitCode::from(crate::cli::EXIT_ERROR));

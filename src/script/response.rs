@@ -33,6 +33,35 @@ pub enum Action {
     Partial { failed: Vec<i64>, reason: String },
 }
 
+impl Action {
+    /// The action in words (`consign script test`), times in `zone`.
+    pub fn describe(&self, zone: chrono_tz::Tz) -> String {
+        let local = |t: &DateTime<Utc>| t.with_timezone(&zone).format("%Y-%m-%d %H:%M:%S %Z");
+        match self {
+            Action::Default => {
+                "default: the built-in rules decide (the handler returned nil)".into()
+            }
+            Action::Success => "success: the attempt counts as delivered".into(),
+            Action::Retry(None) => "retry: after the retry policy's backoff".into(),
+            Action::Retry(Some(d)) => format!("retry: after {}", humantime::format_duration(*d)),
+            Action::DelayUntil(t) => format!("delay_until: {} ({})", local(t), t.to_rfc3339()),
+            Action::Skip(r) => format!("skip: {r}"),
+            Action::Reformat(r) => format!("reformat: {r}"),
+            Action::Suspend(r) => format!("suspend: {r}"),
+            Action::Fail(r) => format!("fail: {r}"),
+            Action::Partial { failed, reason } => format!(
+                "partial: {} record(s) refused ({}): {reason}",
+                failed.len(),
+                failed
+                    .iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+}
+
 /// One attempt as the handler sees it.
 pub struct Outcome<'a> {
     pub ok: bool,
