@@ -615,11 +615,21 @@ fn settle(
         Verdict::Delivered(detail) => delivered(&detail)?,
         Verdict::Partial(ids, reason) => {
             let requeued = requeue(store, batch, &ids)?;
+            let ignored = ids.len().saturating_sub(requeued.len());
             let detail = format!(
-                "delivered; the partner refused {} record(s) ({reason}): {}; queued again as new record(s) {}",
+                "delivered; the partner refused {} record(s) ({reason}): {}; {}{}",
                 ids.len(),
                 preview_ids(&ids),
-                preview_ids(&requeued)
+                if requeued.is_empty() {
+                    "none queued again".to_string()
+                } else {
+                    format!("queued again as new record(s) {}", preview_ids(&requeued))
+                },
+                if ignored > 0 {
+                    format!("; {ignored} id(s) are not records of this batch and were ignored")
+                } else {
+                    String::new()
+                }
             );
             tracing::warn!(batch = %batch.id, "{detail}");
             delivered(&detail)?
