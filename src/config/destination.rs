@@ -512,11 +512,8 @@ impl DestinationConfig {
         };
         let endpoint = |push: &mut dyn FnMut(&str, String), e: &Option<Expanded>| {
             if let Some(e) = e {
-                if !(e.0.starts_with("http://") || e.0.starts_with("https://")) {
-                    push(
-                        "endpoint",
-                        format!("{:?} is not an http:// or https:// URL", e.0),
-                    );
+                if let Err(why) = super::secret::check_http_url(&e.0) {
+                    push("endpoint", why);
                 }
             }
         };

@@ -618,12 +618,8 @@ impl<'r> Cx<'r> {
         }
         if let Some(DestinationConfig::Http(h)) = &destination {
             let at = span_of(&["destination"]);
-            if !(h.url.0.starts_with("http://") || h.url.0.starts_with("https://")) {
-                self.push(
-                    &format!("{label}.destination.url"),
-                    at.clone(),
-                    format!("{:?} is not an http:// or https:// URL", h.url.0),
-                );
+            if let Err(why) = super::secret::check_http_url(&h.url.0) {
+                self.push(&format!("{label}.destination.url"), at.clone(), why);
             }
             if !matches!(h.method.to_ascii_uppercase().as_str(), "POST" | "PUT") {
                 self.push(

@@ -15,7 +15,7 @@ pub use layout::*;
 pub use load::{load, load_str, ConfigError, ConfigErrors};
 pub use plugin::PluginsConfig;
 pub use script::{DeliveryScripts, OnError, ScriptLimits, ScriptsConfig, TransformMode};
-pub use secret::{expand, Expanded, Secret};
+pub use secret::{check_http_url, expand, shown_url, Expanded, Secret};
 pub use units::{parse_duration, parse_size, ByteSize, HumanDuration};
 
 use crate::trigger::schedule::Schedule;

@@ -117,3 +117,78 @@ mod tests {
         assert_eq!(format!("{:?}", Secret::new("pw")), "Secret(***)");
     }
 }
+
+/// A URL as it may be printed, logged and stored: without its query and
+/// fragment (they may carry a key) and with any `user:password@` replaced
+/// by `***@`.
+pub fn shown_url(u: &str) -> String {
+    let base = u.split(['?', '#']).next().unwrap_or(u);
+    let Some((scheme, rest)) = base.split_once("://") else {
+        // Not even a scheme: still never show what could be user:password@.
+        return match base.rfind('@') {
+            Some(i) => format!("***@{}", &base[i + 1..]),
+            None => base.to_string(),
+        };
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rfind('@') {
+        Some(i) => format!("{scheme}://***@{}{path}", &authority[i + 1..]),
+        None => base.to_string(),
+    }
+}
+
+/// Check an http(s) URL template (`{placeholders}` allowed) as far as it can
+/// be checked before a batch exists. Errors never show credentials or the query.
+pub fn check_http_url(u: &str) -> Result<(), String> {
+    let shown = shown_url(u);
+    let lower = u.get(..8).unwrap_or(u).to_ascii_lowercase();
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        return Err(format!("{shown:?} is not an http:// or https:// URL"));
+    }
+    // Placeholders become a plain value, so the rest can be parsed.
+    let mut filled = String::with_capacity(u.len());
+    let mut rest = u;
+    while let Some(open) = rest.find('{') {
+        filled.push_str(&rest[..open]);
+        match rest[open..].find('}') {
+            Some(close) => {
+                filled.push('x');
+                rest = &rest[open + close + 1..];
+            }
+            None => {
+                filled.push_str(&rest[open..]);
+                rest = "";
+            }
+        }
+    }
+    filled.push_str(rest);
+    match url::Url::parse(&filled) {
+        Ok(p) if p.host_str().is_some_and(|h| !h.is_empty()) => Ok(()),
+        Ok(_) => Err(format!("{shown:?}: the URL has no host")),
+        Err(e) => Err(format!("{shown:?} is not a valid URL: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    #[test]
+    fn url_checks_never_show_credentials() {
+        assert!(check_http_url("HTTPS://h.example/x/{batch_id}?k=1").is_ok());
+        assert!(check_http_url("http://127.0.0.1:8085/{delivery}/{part}").is_ok());
+        let e = check_http_url("ftp://u:Zz9Secret@h/x").unwrap_err();
+        assert!(!e.contains("Zz9Secret") && e.contains("not an http"), "{e}");
+        let e = check_http_url("https//u:Zz9Secret@h/x").unwrap_err();
+        assert!(!e.contains("Zz9Secret"), "{e}");
+        let e = check_http_url("http://u:Zz9Secret@h:99999/x").unwrap_err();
+        assert!(
+            !e.contains("Zz9Secret") && e.contains("not a valid URL"),
+            "{e}"
+        );
+        assert!(check_http_url("http://[::1/x").is_err());
+    }
+}

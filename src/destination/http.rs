@@ -7,6 +7,7 @@
 //! off for this destination.
 
 use super::*;
+use crate::config::shown_url;
 use crate::config::{HttpAuth, HttpConfig};
 use hmac::{Hmac, Mac};
 use std::io::Read;
@@ -326,24 +327,6 @@ fn ascii_header(v: &str) -> String {
     out
 }
 
-/// A URL as it may be printed, logged and stored: without its query and
-/// fragment (they may carry a key) and with any `user:password@` replaced
-/// by `***@`.
-pub(crate) fn shown_url(u: &str) -> String {
-    let base = u.split(['?', '#']).next().unwrap_or(u);
-    let Some((scheme, rest)) = base.split_once("://") else {
-        return base.to_string();
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rfind('@') {
-        Some(i) => format!("{scheme}://***@{}{path}", &authority[i + 1..]),
-        None => base.to_string(),
-    }
-}
-
 /// One part's upload: (detail, the partner's answer) or the error.
 type PartResult = Result<(String, Reply), DestinationError>;
 
@@ -594,7 +577,7 @@ mod tests {
 
 #[cfg(test)]
 mod shown_url_tests {
-    use super::shown_url;
+    use crate::config::shown_url;
 
     #[test]
     fn credentials_query_and_fragment_are_never_shown() {
