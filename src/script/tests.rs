@@ -543,6 +543,8 @@ fn patterns_with_one_repetition_on_long_subjects_are_refused() {
           if r.p == "find" then r.m = string.find(s, "a*b") end
           if r.p == "gsub" then r.m = (string.gsub(s, "a-b", "")) end
           if r.p == "optional" then r.m = string.find(string.rep("a", 40), string.rep("a?", 20) .. "b") end
+          if r.p == "balanced" then r.m = string.find(string.rep("(", r.n), "%b()") end
+          if r.p == "literal" then r.m = string.find(string.rep("a", r.n), string.rep("a", 40000) .. "b", 1, true) end
           if r.p == "short" then r.m = string.find("555-123-4567", "%d+") end
           if r.p == "anchored" then r.m = string.match(s, "^%s*(.-)%s*$") ~= nil end
           return r
@@ -559,24 +561,29 @@ fn patterns_with_one_repetition_on_long_subjects_are_refused() {
             r#"{"p":"find","n":200000}"#.into(),
             r#"{"p":"gsub","n":300000}"#.into(),
             r#"{"p":"optional","n":1}"#.into(),
+            r#"{"p":"balanced","n":600000}"#.into(),
+            r#"{"p":"literal","n":100000}"#.into(),
             r#"{"p":"short","n":1}"#.into(),
             r#"{"p":"anchored","n":500}"#.into(),
         ],
     );
     assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
-    for (i, what) in ["find", "gsub", "optional"].iter().enumerate() {
+    for (i, what) in ["find", "gsub", "optional", "balanced", "literal"]
+        .iter()
+        .enumerate()
+    {
         let e = out[i].clone().expect_err(what);
         assert!(e.contains("too costly"), "{what}: {e}");
     }
     assert!(
-        out[3].as_ref().is_ok_and(|j| j.contains(r#""m":1"#)),
+        out[5].as_ref().is_ok_and(|j| j.contains(r#""m":1"#)),
         "{:?}",
-        out[3]
+        out[5]
     );
     assert!(
-        out[4].as_ref().is_ok_and(|j| j.contains(r#""m":true"#)),
+        out[6].as_ref().is_ok_and(|j| j.contains(r#""m":true"#)),
         "{:?}",
-        out[4]
+        out[6]
     );
 }
 

@@ -79,21 +79,28 @@ local LIMIT = 1e9
 local function quantifiers(p)
   local q = reps[p]
   if q == nil then
+    -- %bxy scans ahead like a repetition.
+    local balanced = select(2, orig.gsub(p, "%%b", ""))
     local plain = orig.gsub(orig.gsub(p, "%%.", "a"), "%[.-%]", "a")
-    q = select(2, orig.gsub(plain, "[%*%+%-%?]", ""))
+    q = select(2, orig.gsub(plain, "[%*%+%-%?]", "")) + balanced
     reps[p] = q
   end
   return q
 end
 local function guard(name, s, p, plain)
-  if type(s) == "string" and type(p) == "string" and not plain then
-    local q = quantifiers(p)
-    if q >= 1 then
-      local exp = q + 1
-      if orig.find(p, "^", 1, true) == 1 then exp = q end
-      if (#s + 1) ^ exp > LIMIT then
-        error(name .. ": pattern " .. string.format("%q", p) .. " has " .. q ..
-          " repetition(s): too costly for a subject of " .. #s .. " bytes (it could run for hours); simplify it, anchor it with ^, or use consign helpers", 3)
+  if type(s) == "string" and type(p) == "string" then
+    local anchored = not plain and orig.find(p, "^", 1, true) == 1
+    local q = plain and 0 or quantifiers(p)
+    -- Every start position, times the work at each: #p for a literal,
+    -- #s per repetition otherwise.
+    local starts = anchored and 1 or (#s + 1)
+    local cost = starts * (q == 0 and (#p + 1) or (#s + 1) ^ q)
+    do
+      if cost > LIMIT then
+        local shown = #p > 60 and (orig.gsub(p, "^(" .. ("."):rep(60) .. ").*$", "%1") .. "...") or p
+        error(name .. ": pattern " .. string.format("%q", shown) .. " (" .. q ..
+          " repetition(s)) is too costly for a subject of " .. #s .. " bytes (worst case about " ..
+          string.format("%.0e", cost) .. " steps, it could run for hours); simplify it, anchor it with ^, or use consign helpers", 3)
       end
     end
   end
