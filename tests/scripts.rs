@@ -597,3 +597,41 @@ fn script_test_runs_each_shipped_hook_on_sample_input() {
     ]);
     assert!(out.contains("2026-12-07 09:00 EST"), "{out}");
 }
+
+#[test]
+fn a_json_envelope_announces_the_records_the_transform_kept() {
+    let cfg = acme_config("type = \"local\"\ndir = \"outbox\"").replace(
+        "name = \"acme_{batch_id}.csv\"",
+        "name = \"acme_{batch_id}.json\"\nformat = \"json\"",
+    );
+    let ws = Workspace::new(&cfg);
+    copy_scripts(&ws);
+    std::fs::write(ws.path("sample.csv"), SAMPLE).expect("write");
+    ws.ok(&[
+        "enqueue",
+        "--delivery",
+        "acme",
+        ws.path("sample.csv").to_str().expect("utf8"),
+    ]);
+    let v = ws.json(&["flush", "acme"], 0);
+    let id = v["batches"][0]["batch"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let text = std::fs::read_to_string(ws.path(&format!("outbox/acme_{id}.json"))).expect("file");
+    let doc: Value = serde_json::from_str(&text).expect("json");
+    let (info, leads) = doc
+        .as_object()
+        .map(|o| {
+            let info = o
+                .values()
+                .find(|v| v.get("record_count").is_some())
+                .cloned();
+            let leads = o.values().find_map(|v| v.as_array().cloned());
+            (info, leads)
+        })
+        .expect("object");
+    let leads = leads.expect("records array");
+    assert_eq!(leads.len(), 2, "{text}");
+    assert_eq!(info.expect("info")["record_count"], 2, "{text}");
+}

@@ -37,6 +37,12 @@ pub struct BatchMeta<'a> {
 /// Records in id order (the store, or sample records for a preview).
 pub trait RecordSource {
     fn each(&self, f: &mut dyn FnMut(i64, &str) -> Result<(), String>) -> Result<(), String>;
+
+    /// Whether some records may not come out (a transform drops them), so
+    /// the batch's record count cannot be announced before a first pass.
+    fn may_drop(&self) -> bool {
+        false
+    }
 }
 
 /// Sample records (preview): ids 1, 2, 3…
@@ -352,8 +358,9 @@ pub fn assemble(
         counts: None,
     };
     let mut encoder = build()?;
-    if plan.max_bytes.is_some() && encoder.needs_count() {
-        // Headers announce each part's count: a dry run finds the parts first.
+    if encoder.needs_count() && (plan.max_bytes.is_some() || source.may_drop()) {
+        // Headers announce each part's count: a dry run finds the parts
+        // (and the records a transform keeps) first.
         let (stats, _, _) = write_parts(
             source,
             meta,

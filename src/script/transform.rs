@@ -561,6 +561,10 @@ impl<'a> Transformed<'a> {
 }
 
 impl RecordSource for Transformed<'_> {
+    fn may_drop(&self) -> bool {
+        true
+    }
+
     fn each(&self, f: &mut dyn FnMut(i64, &str) -> Result<(), String>) -> Result<(), String> {
         // Assembly may read the source twice (planning parts, then writing).
         self.rejected.borrow_mut().clear();
