@@ -472,20 +472,31 @@ impl Destination for HttpDestination {
             .iter()
             .find(|(_, e)| e.class == worst)
             .and_then(|(_, e)| e.reply.clone());
-        let list: Vec<String> = failed
+        // Bounded: a batch of thousands of parts must not make a huge line.
+        const SHOWN: usize = 5;
+        let mut list: Vec<String> = failed
             .iter()
+            .take(SHOWN)
             .map(|(p, e)| format!("part {p}: {}", e.message))
             .collect();
+        if failed.len() > SHOWN {
+            list.push(format!("… and {} more", failed.len() - SHOWN));
+        }
+        let ids: Vec<String> = failed.iter().map(|(p, _)| p.to_string()).collect();
+        let outstanding = if ids.len() > 50 {
+            format!(
+                "{} … {}",
+                ids[..25].join(","),
+                ids[ids.len() - 25..].join(",")
+            )
+        } else {
+            ids.join(",")
+        };
         let mut err = DestinationError::new(
             worst,
             format!(
-                "{} of {parts} part(s) not accepted (outstanding: {}); {}",
+                "{} of {parts} part(s) not accepted (outstanding: {outstanding}); {}",
                 failed.len(),
-                failed
-                    .iter()
-                    .map(|(p, _)| p.to_string())
-                    .collect::<Vec<_>>()
-                    .join(","),
                 list.join("; ")
             ),
         );
