@@ -35,6 +35,9 @@ return function(n, load, ctx, traceback)
   end })
   ctx.n = n
   ctx.drop = function(i, reason)
+    if math.type(i) ~= "integer" or i < 1 or i > n then
+      error("ctx.drop(" .. tostring(i) .. "): the record index must be an integer from 1 to " .. n, 2)
+    end
     dropped[i] = reason ~= nil and tostring(reason) or "dropped by transform_columns (no reason given)"
   end
   ctx.remove = function(name)
@@ -161,6 +164,12 @@ pub fn run(
         };
         let r = match v {
             Value::Table(t) => {
+                if t.raw_len() > n {
+                    return Ok(Err(format!(
+                        "cols.{name} has {} entries for {n} records (entry i is record i's value)",
+                        t.raw_len()
+                    )));
+                }
                 let mut vals = Vec::with_capacity(n);
                 for i in 1..=n {
                     vals.push(t.raw_get::<Value>(i)?);

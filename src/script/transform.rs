@@ -820,6 +820,46 @@ end
     }
 
     #[test]
+    fn column_arrays_and_drops_must_fit_the_chunk() {
+        let chunk: Vec<(i64, String)> = [r#"{"v":"a"}"#, r#"{"v":"b"}"#]
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i as i64 + 1, s.to_string()))
+            .collect();
+        let dir = tempfile::tempdir().expect("tmp");
+        for (file, text, want) in [
+            (
+                "long.lua",
+                "function transform_columns(cols, n) cols.x = {1, 2, 3} end",
+                "cols.x has 3 entries for 1 records",
+            ),
+            (
+                "drop.lua",
+                "function transform_columns(cols, n, ctx) ctx.drop(n + 1, 'no') end",
+                "must be an integer from 1 to 1",
+            ),
+        ] {
+            std::fs::write(dir.path().join(file), text).expect("write");
+            let script =
+                Arc::new(Script::compile(dir.path(), file, &["transform"], 1).expect("compile"));
+            let cfg = DeliveryScripts {
+                transform: Some(file.into()),
+                batch_size: 100,
+                ..Default::default()
+            };
+            let step = TransformStep::new(script, &cfg, ScriptLimits::default(), vec![], "d", "b");
+            let records: Vec<String> = chunk.iter().map(|(_, r)| r.clone()).collect();
+            let got = try_records(&step, &records);
+            assert_eq!(got.len(), 2, "{file}: {got:?}");
+            assert!(
+                got.iter()
+                    .all(|o| o.as_ref().is_err_and(|e| e.contains(want))),
+                "{file}: {got:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_raising_column_transform_rejects_only_the_bad_record() {
         let chunk: Vec<(i64, String)> = [r#"{"v":"a"}"#, r#"{"v":"boom"}"#, r#"{"v":"c"}"#]
             .iter()
