@@ -254,6 +254,9 @@ fn write(
         key(out, k);
         match raw {
             Some(r) if value::unchanged_any(lua, v, r) => out.push_str(r.get()),
+            Some(r) => {
+                value::write_json_like(lua, out, v, r).map_err(|e| format!("field {k:?}: {e}"))?
+            }
             _ => value::write_json(lua, out, v).map_err(|e| format!("field {k:?}: {e}"))?,
         }
     }

@@ -702,5 +702,34 @@ fn nested_values_the_script_left_alone_keep_their_text() {
     );
     assert_eq!(out[0], Ok(format!(r#"{{"nested":{nested},"x":1}}"#)));
     let changed = out[1].clone().expect("kept");
-    assert!(changed.contains(r#""m":13"#), "{changed}");
+    // Only `m` changed: its siblings keep their spelling and order.
+    assert_eq!(
+        changed,
+        r#"{"change":true,"nested":{"big":123456789012345678901,"m":13,"s":1E5,"f":2.0,"list":[1,null,"a"]},"x":1}"#
+    );
+}
+
+#[test]
+fn a_changed_nested_array_keeps_its_untouched_elements() {
+    let dir = dir_with(&[(
+        "t.lua",
+        r#"
+        function transform(r)
+          r.arr[2].y = 1
+          r.obj.new = "n"
+          return r
+        end"#,
+    )]);
+    let st = step(compile(&dir, "t.lua", "transform"), cfg(), vec![]);
+    let out = try_records(
+        &st,
+        &[r#"{"arr":[-0.0,{"x":1.10},"é"],"obj":{"z":1.50,"a":[1E5,2.000]}}"#.into()],
+    );
+    assert_eq!(
+        out[0],
+        Ok(
+            r#"{"arr":[-0.0,{"x":1.10,"y":1},"é"],"obj":{"z":1.50,"a":[1E5,2.000],"new":"n"}}"#
+                .into()
+        )
+    );
 }

@@ -504,7 +504,9 @@ impl<'a> View<'a> {
             out.push(':');
             match raw {
                 Some(r) if value::unchanged_any(lua, &v, r) => out.push_str(r.get()),
-                _ => value::write_json(lua, out, &v).map_err(|e| format!("field {k:?}: {e}"))?,
+                Some(r) => value::write_json_like(lua, out, &v, r)
+                    .map_err(|e| format!("field {k:?}: {e}"))?,
+                None => value::write_json(lua, out, &v).map_err(|e| format!("field {k:?}: {e}"))?,
             }
         }
         let mut extra: Vec<(String, Value)> = Vec::new();

@@ -196,6 +196,118 @@ fn write_table(lua: &Lua, out: &mut String, t: &Table, depth: usize) -> Result<(
     Ok(())
 }
 
+/// Append the JSON text of a Lua value that replaces `like` (the field's
+/// original JSON): parts the script left alone keep their original text
+/// (number spelling, escapes) and object keys keep their original order
+/// (added keys follow, sorted), at every depth.
+pub fn write_json_like(
+    lua: &Lua,
+    out: &mut String,
+    v: &Value,
+    like: &RawValue,
+) -> Result<(), String> {
+    write_like(lua, out, v, like, 0)
+}
+
+fn write_like(
+    lua: &Lua,
+    out: &mut String,
+    v: &Value,
+    like: &RawValue,
+    depth: usize,
+) -> Result<(), String> {
+    if depth >= MAX_DEPTH {
+        return write_value(lua, out, v, depth);
+    }
+    let Value::Table(t) = v else {
+        if unchanged(v, like) {
+            out.push_str(like.get());
+            return Ok(());
+        }
+        return write_value(lua, out, v, depth);
+    };
+    let is_array_mt = t.metatable().is_some_and(|m| m == lua.array_metatable());
+    match like.get().as_bytes().first() {
+        Some(b'{') if !is_array_mt => {
+            let Ok(orig) =
+                serde_json::from_str::<indexmap::IndexMap<String, Box<RawValue>>>(like.get())
+            else {
+                return write_value(lua, out, v, depth);
+            };
+            let mut entries: Vec<(String, Value)> = Vec::new();
+            for pair in t.pairs::<Value, Value>() {
+                let (k, v) = pair.map_err(|e| e.to_string())?;
+                match k {
+                    Value::String(s) => entries.push((
+                        s.to_str()
+                            .map_err(|_| "a key that is not valid UTF-8".to_string())?
+                            .to_string(),
+                        v,
+                    )),
+                    // An array-like table replacing an object: the plain writer decides.
+                    _ => return write_value(lua, out, &Value::Table(t.clone()), depth),
+                }
+            }
+            let mut added: Vec<&(String, Value)> = entries
+                .iter()
+                .filter(|(k, _)| !orig.contains_key(k))
+                .collect();
+            added.sort_by(|a, b| a.0.cmp(&b.0));
+            out.push('{');
+            let mut first = true;
+            for (k, raw) in &orig {
+                let Some((_, v)) = entries.iter().find(|(e, _)| e == k) else {
+                    continue;
+                };
+                if !std::mem::take(&mut first) {
+                    out.push(',');
+                }
+                push_json_string(out, k);
+                out.push(':');
+                write_like(lua, out, v, raw, depth + 1)?;
+            }
+            for (k, v) in added {
+                if !std::mem::take(&mut first) {
+                    out.push(',');
+                }
+                push_json_string(out, k);
+                out.push(':');
+                write_value(lua, out, v, depth + 1)?;
+            }
+            out.push('}');
+            Ok(())
+        }
+        Some(b'[') => {
+            let Ok(orig) = serde_json::from_str::<Vec<Box<RawValue>>>(like.get()) else {
+                return write_value(lua, out, v, depth);
+            };
+            // Written by the plain writer, then each element again against
+            // its original when the shape is still a plain array.
+            let n = t.raw_len();
+            let plain_array = t.pairs::<Value, Value>().all(|p| {
+                p.is_ok_and(|(k, _)| matches!(k, Value::Integer(i) if i >= 1 && i as usize <= n))
+            });
+            if !plain_array {
+                return write_value(lua, out, v, depth);
+            }
+            out.push('[');
+            for i in 1..=n {
+                if i > 1 {
+                    out.push(',');
+                }
+                let item: Value = t.raw_get(i).map_err(|e| e.to_string())?;
+                match orig.get(i - 1) {
+                    Some(raw) if !item.is_nil() => write_like(lua, out, &item, raw, depth + 1)?,
+                    _ => write_value(lua, out, &item, depth + 1)?,
+                }
+            }
+            out.push(']');
+            Ok(())
+        }
+        _ => write_value(lua, out, v, depth),
+    }
+}
+
 /// Whether a Lua value is still what `raw` became, nested objects and
 /// arrays included, so the original text (spelling of numbers, key order,
 /// long integers) is written back.
