@@ -279,3 +279,19 @@ fn config_mistakes_are_reported_by_key() {
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(err.contains("is not a service-account JSON key"), "{err}");
 }
+
+#[test]
+fn a_missing_bucket_is_said_in_plain_words_and_goes_to_manual() {
+    let b = format!("no-such-bucket-{}", std::process::id());
+    let ws = Workspace::new(&config(
+        &b,
+        "auth = \"none\"",
+        "name = \"l_{batch_id}.csv\"",
+    ));
+    ws.enqueue_leads("partner", 3);
+    let out = ws.json(&["flush", "partner"], 3);
+    let batch = &out["batches"][0]["batch"];
+    assert_eq!(batch["state"], "manual", "{out}");
+    let err = batch["last_error"].as_str().expect("error");
+    assert!(err.contains("the bucket does not exist"), "{err}");
+}

@@ -25,7 +25,13 @@ pub fn run(engine: &Engine, delivery: &str, deliver: bool, json: bool) -> anyhow
         if json {
             println!("{}", serde_json::json!({ "batches": [] }));
         } else {
-            println!("{delivery}: nothing pending");
+            match engine.store.suspension(delivery)? {
+                Some(s) => println!(
+                    "{delivery}: nothing pending; the delivery is SUSPENDED ({}): its waiting batches go out after `consign deliveries resume {delivery}`",
+                    s.reason
+                ),
+                None => println!("{delivery}: nothing pending"),
+            }
         }
         return Ok(ExitCode::SUCCESS);
     }

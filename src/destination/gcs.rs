@@ -46,7 +46,21 @@ fn status_error(what: &str, resp: Response) -> DestinationError {
         s if s >= 500 => ErrorClass::Transient,
         _ => ErrorClass::Permanent,
     };
-    let mut e = DestinationError::new(class, format!("{what}: HTTP {status} {reason}: {body}"));
+    // Starting an upload (or writing a probe) can only be "not found" when
+    // the bucket is missing.
+    let plain = if status == 404
+        && (body.to_ascii_lowercase().contains("bucket")
+            || what.starts_with("starting upload")
+            || what.starts_with("writing"))
+    {
+        "the bucket does not exist: create it or fix `bucket`; "
+    } else {
+        ""
+    };
+    let mut e = DestinationError::new(
+        class,
+        format!("{what}: {plain}HTTP {status} {reason}: {body}"),
+    );
     e.retry_after = wait;
     e.reply = Some(Box::new(Reply {
         code: Some(u32::from(status)),

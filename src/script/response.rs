@@ -166,15 +166,12 @@ fn text(v: &Value) -> Option<String> {
 
 /// The longest wait a script may ask for (retry after, delay until, next batch).
 pub const MAX_WAIT: Duration = Duration::from_secs(366 * 24 * 3600);
+/// [`MAX_WAIT`] in words.
+pub const MAX_WAIT_TEXT: &str = "366 days";
 
 /// `after`/`retry` as seconds or a duration string, at most [`MAX_WAIT`].
 fn duration(v: &Value) -> Result<Option<Duration>, String> {
-    let too_long = || {
-        format!(
-            "`after` is more than {}: ask for less",
-            humantime::format_duration(MAX_WAIT)
-        )
-    };
+    let too_long = || format!("`after` is more than {}: ask for less", MAX_WAIT_TEXT);
     let d = match v {
         Value::Nil => return Ok(None),
         Value::Integer(i) if *i >= 0 => Duration::from_secs(*i as u64),
@@ -207,7 +204,7 @@ fn within_a_year(t: DateTime<Utc>, now: DateTime<Utc>) -> Result<DateTime<Utc>, 
         return Err(format!(
             "`until` {} is more than {} ahead",
             t.to_rfc3339(),
-            humantime::format_duration(MAX_WAIT)
+            MAX_WAIT_TEXT
         ));
     }
     Ok(t)

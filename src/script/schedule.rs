@@ -62,7 +62,7 @@ fn verdict(v: &Value, zone: chrono_tz::Tz, now: DateTime<Utc>) -> Result<Verdict
         if s > super::response::MAX_WAIT.as_secs_f64() {
             return Err(format!(
                 "next_batch returned {s} seconds: more than {} ahead",
-                humantime::format_duration(super::response::MAX_WAIT)
+                super::response::MAX_WAIT_TEXT
             ));
         }
         if s == 0.0 {

@@ -179,6 +179,8 @@ pub async fn run(
         .as_ref()
         .and_then(|s| s.next_after(clock.now()));
     let mut hook_at: Option<DateTime<Utc>> = None;
+    // A failing hook is asked every loop; its error is logged once a minute.
+    let mut hook_error_logged: Option<DateTime<Utc>> = None;
     loop {
         if *shutdown.borrow() {
             return;
@@ -214,7 +216,12 @@ pub async fn run(
                             Ok(HookVerdict::At(at)) => hook_at = Some(at),
                             Ok(HookVerdict::Nothing) => {}
                             Err(e) => {
-                                tracing::error!(delivery = %delivery, "schedule hook failed (other triggers still apply): {e}")
+                                if hook_error_logged
+                                    .is_none_or(|t| now - t >= chrono::Duration::minutes(1))
+                                {
+                                    hook_error_logged = Some(now);
+                                    tracing::error!(delivery = %delivery, "schedule hook failed (other triggers still apply; logged once a minute): {e}")
+                                }
                             }
                         }
                     }
