@@ -82,18 +82,23 @@ Bob,12345,bob@example.com,won\n\
 Cy,555.765.4321,no-email,lost\n\
 Di,001-555-222-3333,di@example.com,on hold\n";
 
-#[test]
-fn shipped_transform_changes_fields_and_drops_with_reasons() {
-    let ws = Workspace::new(&acme_config("type = \"local\"\ndir = \"outbox\""));
-    copy_scripts(&ws);
+/// Queue SAMPLE for the `acme` delivery.
+fn enqueue_sample(ws: &Workspace) {
     std::fs::write(ws.path("sample.csv"), SAMPLE).expect("write");
-    ws.ok(&["check"]);
     ws.ok(&[
         "enqueue",
         "--delivery",
         "acme",
         ws.path("sample.csv").to_str().expect("utf8"),
     ]);
+}
+
+#[test]
+fn shipped_transform_changes_fields_and_drops_with_reasons() {
+    let ws = Workspace::new(&acme_config("type = \"local\"\ndir = \"outbox\""));
+    copy_scripts(&ws);
+    ws.ok(&["check"]);
+    enqueue_sample(&ws);
     let v = ws.json(&["flush", "acme"], 0);
     let id = v["batches"][0]["batch"]["id"]
         .as_str()
@@ -180,13 +185,7 @@ fn partner_replies(code: u16, times: u32, body: &str, exit: i32) -> (Workspace, 
     );
     let ws = Workspace::new(&acme_config(&format!("type = \"http\"\nurl = \"{url}\"")));
     copy_scripts(&ws);
-    std::fs::write(ws.path("sample.csv"), SAMPLE).expect("write");
-    ws.ok(&[
-        "enqueue",
-        "--delivery",
-        "acme",
-        ws.path("sample.csv").to_str().expect("utf8"),
-    ]);
+    enqueue_sample(&ws);
     let v = ws.json(&["flush", "acme"], exit);
     let id = v["batches"][0]["batch"]["id"]
         .as_str()
@@ -606,13 +605,7 @@ fn a_json_envelope_announces_the_records_the_transform_kept() {
     );
     let ws = Workspace::new(&cfg);
     copy_scripts(&ws);
-    std::fs::write(ws.path("sample.csv"), SAMPLE).expect("write");
-    ws.ok(&[
-        "enqueue",
-        "--delivery",
-        "acme",
-        ws.path("sample.csv").to_str().expect("utf8"),
-    ]);
+    enqueue_sample(&ws);
     let v = ws.json(&["flush", "acme"], 0);
     let id = v["batches"][0]["batch"]["id"]
         .as_str()

@@ -29,7 +29,9 @@ pub struct GcsDestination {
 }
 
 /// Classify a non-success reply of the JSON API.
-fn status_error(what: &str, resp: Response) -> DestinationError {
+/// `creates`: the request creates an object, so a 404 can only mean the
+/// bucket is missing.
+fn status_error(what: &str, resp: Response, creates: bool) -> DestinationError {
     let status = resp.status().as_u16();
     let wait = resp
         .headers()
@@ -46,13 +48,7 @@ fn status_error(what: &str, resp: Response) -> DestinationError {
         s if s >= 500 => ErrorClass::Transient,
         _ => ErrorClass::Permanent,
     };
-    // Starting an upload (or writing a probe) can only be "not found" when
-    // the bucket is missing.
-    let plain = if status == 404
-        && (body.to_ascii_lowercase().contains("bucket")
-            || what.starts_with("starting upload")
-            || what.starts_with("writing"))
-    {
+    let plain = if status == 404 && (creates || body.to_ascii_lowercase().contains("bucket")) {
         "the bucket does not exist: create it or fix `bucket`; "
     } else {
         ""
@@ -193,7 +189,7 @@ impl GcsDestination {
             return Ok(None);
         }
         if !resp.status().is_success() {
-            return Err(status_error(&format!("GET {key}"), resp));
+            return Err(status_error(&format!("GET {key}"), resp, false));
         }
         resp.json::<ObjectResource>()
             .map(Some)
@@ -250,7 +246,11 @@ impl GcsDestination {
             return self.already_there(client, token, &key, &md5);
         }
         if !start.status().is_success() {
-            return Err(status_error(&format!("starting upload of {key}"), start));
+            return Err(status_error(
+                &format!("starting upload of {key}"),
+                start,
+                true,
+            ));
         }
         let session = start
             .headers()
@@ -298,7 +298,7 @@ impl GcsDestination {
                 200 | 201 => break resp,
                 308 if offset < f.bytes => continue,
                 412 => return self.already_there(client, token, &key, &md5),
-                _ => return Err(status_error(&format!("uploading {key}"), resp)),
+                _ => return Err(status_error(&format!("uploading {key}"), resp, false)),
             }
         };
         let obj: ObjectResource = done.json().map_err(|e| {
@@ -392,7 +392,7 @@ impl Destination for GcsDestination {
             .send()
             .map_err(|e| send_error(&format!("writing {key}"), e))?;
         if !resp.status().is_success() {
-            return Err(status_error(&format!("writing {key}"), resp));
+            return Err(status_error(&format!("writing {key}"), resp, true));
         }
         let back = self
             .authed(
@@ -402,7 +402,7 @@ impl Destination for GcsDestination {
             .send()
             .map_err(|e| send_error(&format!("reading back {key}"), e))?;
         if !back.status().is_success() {
-            return Err(status_error(&format!("reading back {key}"), back));
+            return Err(status_error(&format!("reading back {key}"), back, false));
         }
         let body = back
             .bytes()

@@ -214,13 +214,7 @@ fn write(
 ) -> Result<(), String> {
     out.push('{');
     let mut first = true;
-    let mut key = |out: &mut String, k: &str| {
-        if !std::mem::take(&mut first) {
-            out.push(',');
-        }
-        value::push_json_string(out, k);
-        out.push(':');
-    };
+    let mut key = |out: &mut String, k: &str| value::push_key(out, &mut first, k);
     for (k, f) in fields {
         if gone.iter().any(|g| g == k) {
             continue;
@@ -253,7 +247,6 @@ fn write(
         }
         key(out, k);
         match raw {
-            Some(r) if value::unchanged_any(lua, v, r) => out.push_str(r.get()),
             Some(r) => {
                 value::write_json_like(lua, out, v, r).map_err(|e| format!("field {k:?}: {e}"))?
             }

@@ -503,7 +503,6 @@ impl<'a> View<'a> {
             value::push_json_string(out, k);
             out.push(':');
             match raw {
-                Some(r) if value::unchanged_any(lua, &v, r) => out.push_str(r.get()),
                 Some(r) => value::write_json_like(lua, out, &v, r)
                     .map_err(|e| format!("field {k:?}: {e}"))?,
                 None => value::write_json(lua, out, &v).map_err(|e| format!("field {k:?}: {e}"))?,

@@ -182,12 +182,9 @@ fn write_table(lua: &Lua, out: &mut String, t: &Table, depth: usize) -> Result<(
             }
             keyed.sort_by(|a, b| a.0.cmp(&b.0));
             out.push('{');
-            for (i, (k, v)) in keyed.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                push_json_string(out, k);
-                out.push(':');
+            let mut first = true;
+            for (k, v) in &keyed {
+                push_key(out, &mut first, k);
                 write_value(lua, out, v, depth + 1)?;
             }
             out.push('}');
@@ -206,7 +203,21 @@ pub fn write_json_like(
     v: &Value,
     like: &RawValue,
 ) -> Result<(), String> {
+    // Left alone entirely: the original text as it was (whitespace included).
+    if unchanged_whole(lua, v, like) {
+        out.push_str(like.get());
+        return Ok(());
+    }
     write_like(lua, out, v, like, 0)
+}
+
+/// `"key":` of an object member, after a comma unless it is the first.
+pub fn push_key(out: &mut String, first: &mut bool, key: &str) {
+    if !std::mem::take(first) {
+        out.push(',');
+    }
+    push_json_string(out, key);
+    out.push(':');
 }
 
 fn write_like(
@@ -259,19 +270,11 @@ fn write_like(
                 let Some((_, v)) = entries.iter().find(|(e, _)| e == k) else {
                     continue;
                 };
-                if !std::mem::take(&mut first) {
-                    out.push(',');
-                }
-                push_json_string(out, k);
-                out.push(':');
+                push_key(out, &mut first, k);
                 write_like(lua, out, v, raw, depth + 1)?;
             }
             for (k, v) in added {
-                if !std::mem::take(&mut first) {
-                    out.push(',');
-                }
-                push_json_string(out, k);
-                out.push(':');
+                push_key(out, &mut first, k);
                 write_value(lua, out, v, depth + 1)?;
             }
             out.push('}');
@@ -281,8 +284,8 @@ fn write_like(
             let Ok(orig) = serde_json::from_str::<Vec<Box<RawValue>>>(like.get()) else {
                 return write_value(lua, out, v, depth);
             };
-            // Written by the plain writer, then each element again against
-            // its original when the shape is still a plain array.
+            // Element by element against the original, while the table is
+            // still a plain array (else the plain writer decides).
             let n = t.raw_len();
             let plain_array = t.pairs::<Value, Value>().all(|p| {
                 p.is_ok_and(|(k, _)| matches!(k, Value::Integer(i) if i >= 1 && i as usize <= n))
@@ -309,9 +312,8 @@ fn write_like(
 }
 
 /// Whether a Lua value is still what `raw` became, nested objects and
-/// arrays included, so the original text (spelling of numbers, key order,
-/// long integers) is written back.
-pub fn unchanged_any(lua: &Lua, lua_value: &Value, raw: &RawValue) -> bool {
+/// arrays included, so the original text is written back as it was.
+fn unchanged_whole(lua: &Lua, lua_value: &Value, raw: &RawValue) -> bool {
     match (lua_value, raw.get().as_bytes().first()) {
         (Value::Table(_), Some(b'{' | b'[')) => {
             let (mut now, mut was) = (String::new(), String::new());
